@@ -1,0 +1,49 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * builder_internal.h - shared between the files of builder/ only.
+ */
+#ifndef IMGFS_BUILDER_INTERNAL_H
+#define IMGFS_BUILDER_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "builder.h"
+#include "index/index.h"
+
+/* A regular file's data in the tar, as the chunker needs it. */
+struct builder_span {
+	uint64_t off;
+	uint64_t len;
+};
+
+/* The uncompressed tar of a layer, mapped. */
+struct builder_tar {
+	const uint8_t *data;
+	uint64_t size;
+};
+
+/*
+ * Scans the tar with libarchive and adds one index entry per tar entry to
+ * @writer; collects each regular file's data span in *ret_spans (malloc'd,
+ * in tar order).  Refuses entries that would escape the image root.
+ */
+int builder_scan_tar(const struct builder_tar *tar,
+		     struct index_writer *writer, struct builder_span **ret_spans,
+		     uint32_t *ret_n_spans, struct builder_layer_stats *stats,
+		     char *err, size_t err_size);
+
+/*
+ * Cuts the tar into chunk boundaries: every file of at least
+ * BUILDER_SMALL_FILE bytes starts a chunk, smaller ones share one, and
+ * large files are split at content-defined points.  *ret_ends receives the
+ * end offset of each chunk (malloc'd), the last one being tar->size.
+ */
+int builder_chunk_plan(const struct builder_tar *tar,
+		       const struct builder_span *spans, uint32_t n_spans,
+		       uint64_t **ret_ends, uint32_t *ret_n_chunks);
+
+int builder_err(char *err, size_t err_size, int code, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
+#endif

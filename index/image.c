@@ -1,0 +1,608 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * image.c - read an OCI image layout and map the indexes of its layers.
+ *
+ * The layout's JSON is untrusted: every field is type-checked, digests are
+ * parsed strictly before they become file names (so none can climb out of
+ * blobs/), and files are size-capped before they are read.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <json-c/json.h>
+#include <openssl/sha.h>
+
+#include "image.h"
+
+#define JSON_MAX (4u << 20)
+#define TAIL_READ (64u << 10)
+
+static int seterr(char *err, size_t err_size, int code, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
+static int seterr(char *err, size_t err_size, int code, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (err && err_size) {
+		va_start(ap, fmt);
+		vsnprintf(err, err_size, fmt, ap);
+		va_end(ap);
+	}
+	return code;
+}
+
+int index_read_small_file(const char *path, size_t max, char **ret_data,
+			  size_t *ret_size)
+{
+	struct stat st;
+	char *buf = NULL;
+	size_t got = 0;
+	int fd, err = 0;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	if (fstat(fd, &st) < 0) {
+		err = -errno;
+		goto out_close;
+	}
+	if (!S_ISREG(st.st_mode) || (uint64_t)st.st_size > max) {
+		err = S_ISREG(st.st_mode) ? -EFBIG : -EINVAL;
+		goto out_close;
+	}
+	buf = malloc((size_t)st.st_size + 1);
+	if (!buf) {
+		err = -ENOMEM;
+		goto out_close;
+	}
+	while (got < (size_t)st.st_size) {
+		ssize_t n = read(fd, buf + got, (size_t)st.st_size - got);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			err = n < 0 ? -errno : -EIO;
+			free(buf);
+			goto out_close;
+		}
+		got += (size_t)n;
+	}
+	buf[got] = '\0';
+	*ret_data = buf;
+	if (ret_size)
+		*ret_size = got;
+out_close:
+	close(fd);
+	return err;
+}
+
+/* Parses the JSON file @path; -EINVAL names the file in @err. */
+static int load_json(const char *path, struct json_object **ret, char *err,
+		     size_t err_size)
+{
+	struct json_object *obj;
+	char *data;
+	int r;
+
+	r = index_read_small_file(path, JSON_MAX, &data, NULL);
+	if (r < 0)
+		return seterr(err, err_size, r, "cannot read '%s': %s", path,
+			      strerror(-r));
+	obj = json_tokener_parse(data);
+	free(data);
+	if (!obj || !json_object_is_type(obj, json_type_object)) {
+		json_object_put(obj);
+		return seterr(err, err_size, -EINVAL,
+			      "'%s' is not a JSON object", path);
+	}
+	*ret = obj;
+	return 0;
+}
+
+static const char *get_string(struct json_object *o, const char *key)
+{
+	struct json_object *v;
+
+	if (!json_object_object_get_ex(o, key, &v) ||
+	    !json_object_is_type(v, json_type_string))
+		return NULL;
+	return json_object_get_string(v);
+}
+
+static struct json_object *get_typed(struct json_object *o, const char *key,
+				     json_type type)
+{
+	struct json_object *v;
+
+	if (!json_object_object_get_ex(o, key, &v) ||
+	    !json_object_is_type(v, type))
+		return NULL;
+	return v;
+}
+
+/* "DIR/blobs/sha256/HEX" for a digest that parses; NULL otherwise. */
+static char *blob_path(const char *dir, const char *digest)
+{
+	uint8_t raw[32];
+	char *p;
+
+	if (!digest || index_digest_parse(digest, raw) < 0)
+		return NULL;
+	if (asprintf(&p, "%s/blobs/sha256/%s", dir, digest + 7) < 0)
+		return NULL;
+	return p;
+}
+
+/* Splits "oci:DIR[:TAG]" or "DIR" into a directory and an optional tag. */
+static int parse_ref(const char *ref, char **ret_dir, char **ret_tag)
+{
+	const char *s = ref, *colon;
+
+	if (strncmp(s, "oci:", 4) == 0)
+		s += 4;
+	colon = strrchr(s, ':');
+	/* A colon followed by a slash is part of the path, not a tag. */
+	if (colon && strchr(colon, '/'))
+		colon = NULL;
+	*ret_dir = colon ? strndup(s, (size_t)(colon - s)) : strdup(s);
+	*ret_tag = colon && colon[1] ? strdup(colon + 1) : NULL;
+	if (!*ret_dir || (colon && colon[1] && !*ret_tag))
+		return -ENOMEM;
+	return **ret_dir ? 0 : -EINVAL;
+}
+
+static bool platform_is_default(struct json_object *desc)
+{
+	struct json_object *p = get_typed(desc, "platform", json_type_object);
+	const char *os, *arch;
+
+	if (!p)
+		return true;
+	os = get_string(p, "os");
+	arch = get_string(p, "architecture");
+	return (!os || strcmp(os, "linux") == 0) &&
+	       (!arch || strcmp(arch, "amd64") == 0);
+}
+
+/* Picks the manifest descriptor named by @tag from index.json. */
+static int pick_manifest(struct json_object *index, const char *tag,
+			 struct json_object **ret, char *err, size_t err_size)
+{
+	struct json_object *m = get_typed(index, "manifests", json_type_array);
+	struct json_object *only = NULL, *latest = NULL;
+	size_t n = m ? json_object_array_length(m) : 0;
+
+	for (size_t i = 0; i < n; i++) {
+		struct json_object *d = json_object_array_get_idx(m, i);
+		struct json_object *ann;
+		const char *name = NULL;
+
+		if (!json_object_is_type(d, json_type_object))
+			continue;
+		ann = get_typed(d, "annotations", json_type_object);
+		if (ann)
+			name = get_string(ann, "org.opencontainers.image.ref.name");
+		if (tag && name && strcmp(name, tag) == 0) {
+			*ret = d;
+			return 0;
+		}
+		if (name && strcmp(name, "latest") == 0)
+			latest = d;
+		only = n == 1 ? d : only;
+	}
+	if (tag)
+		return seterr(err, err_size, -ENOENT,
+			      "no manifest tagged '%s' in index.json", tag);
+	*ret = latest ? latest : only;
+	if (!*ret)
+		return seterr(err, err_size, -EINVAL,
+			      "index.json holds %zu manifests: name a tag", n);
+	return 0;
+}
+
+/* Loads the manifest of @desc, descending one image index if needed. */
+static int load_manifest(const char *dir, struct json_object *desc,
+			 struct json_object **ret, char **ret_digest,
+			 char *err, size_t err_size)
+{
+	struct json_object *holder = NULL; /* keeps @desc alive */
+	int r;
+
+	for (int depth = 0; depth < 2; depth++) {
+		const char *digest = get_string(desc, "digest");
+		char *path = blob_path(dir, digest);
+		struct json_object *obj, *list;
+
+		if (!path) {
+			r = seterr(err, err_size, -EINVAL,
+				   "bad manifest digest in '%s'", dir);
+			goto out;
+		}
+		r = load_json(path, &obj, err, err_size);
+		free(path);
+		if (r < 0)
+			goto out;
+		list = get_typed(obj, "manifests", json_type_array);
+		if (!list) {
+			*ret = obj;
+			*ret_digest = strdup(digest);
+			r = *ret_digest ? 0 : -ENOMEM;
+			goto out;
+		}
+		desc = NULL;
+		for (size_t i = 0; i < json_object_array_length(list); i++) {
+			struct json_object *d = json_object_array_get_idx(list, i);
+
+			if (json_object_is_type(d, json_type_object) &&
+			    platform_is_default(d)) {
+				desc = d;
+				break;
+			}
+		}
+		json_object_put(holder);
+		holder = obj;
+		if (!desc) {
+			r = seterr(err, err_size, -ENOENT,
+				   "no linux/amd64 manifest in image index");
+			goto out;
+		}
+	}
+	r = seterr(err, err_size, -EINVAL, "image indexes nested too deep");
+out:
+	json_object_put(holder);
+	return r;
+}
+
+/* Reads the descriptor's index annotations, if all three are there. */
+static int layer_locator(struct json_object *desc,
+			 struct index_image_layer *l)
+{
+	struct json_object *ann = get_typed(desc, "annotations",
+					    json_type_object);
+	const char *off, *len, *dig;
+	char *end;
+
+	if (!ann)
+		return 0;
+	off = get_string(ann, INDEX_ANNOTATION_OFFSET);
+	len = get_string(ann, INDEX_ANNOTATION_LENGTH);
+	dig = get_string(ann, INDEX_ANNOTATION_DIGEST);
+	if (!off || !len || !dig)
+		return 0;
+	errno = 0;
+	l->locator.offset = strtoull(off, &end, 10);
+	if (errno || *end || !*off)
+		return -EINVAL;
+	l->locator.size = strtoull(len, &end, 10);
+	if (errno || *end || !*len)
+		return -EINVAL;
+	if (index_digest_parse(dig, l->locator.sha256) < 0)
+		return -EINVAL;
+	l->has_locator = 1;
+	return 0;
+}
+
+static int load_layer(struct index_image *img, struct json_object *desc,
+		      uint32_t i, char *err, size_t err_size)
+{
+	struct index_image_layer *l = &img->layers[i];
+	struct json_object *size = get_typed(desc, "size", json_type_int);
+	const char *digest = get_string(desc, "digest");
+	const char *media = get_string(desc, "mediaType");
+	struct stat st;
+
+	l->path = blob_path(img->dir, digest);
+	if (!l->path || !size || json_object_get_int64(size) < 0)
+		return seterr(err, err_size, -EINVAL,
+			      "layer %u: bad digest or size in the manifest", i);
+	l->digest = strdup(digest);
+	l->media_type = strdup(media ? media : "");
+	if (!l->digest || !l->media_type)
+		return -ENOMEM;
+	l->size = (uint64_t)json_object_get_int64(size);
+	if (stat(l->path, &st) < 0)
+		return seterr(err, err_size, -errno, "layer %u: blob '%s': %s",
+			      i, l->path, strerror(errno));
+	if ((uint64_t)st.st_size != l->size)
+		return seterr(err, err_size, -EINVAL,
+			      "layer %u: blob '%s' has %jd bytes, manifest says %ju",
+			      i, l->path, (intmax_t)st.st_size,
+			      (uintmax_t)l->size);
+	if (layer_locator(desc, l) < 0)
+		return seterr(err, err_size, -EINVAL,
+			      "layer %u: malformed index annotations", i);
+	return 0;
+}
+
+static int load_config(struct index_image *img, struct json_object *manifest,
+		       char *err, size_t err_size)
+{
+	struct json_object *cdesc, *config = NULL, *rootfs, *ids, *size;
+	int r;
+
+	cdesc = get_typed(manifest, "config", json_type_object);
+	size = cdesc ? get_typed(cdesc, "size", json_type_int) : NULL;
+	img->config_path = cdesc ? blob_path(img->dir, get_string(cdesc, "digest"))
+				 : NULL;
+	if (!img->config_path || !size)
+		return seterr(err, err_size, -EINVAL,
+			      "manifest has no valid config descriptor");
+	img->config_digest = strdup(get_string(cdesc, "digest"));
+	if (!img->config_digest)
+		return -ENOMEM;
+	img->config_size = (uint64_t)json_object_get_int64(size);
+	r = load_json(img->config_path, &config, err, err_size);
+	if (r < 0)
+		return r;
+	rootfs = get_typed(config, "rootfs", json_type_object);
+	ids = rootfs ? get_typed(rootfs, "diff_ids", json_type_array) : NULL;
+	for (uint32_t i = 0; ids && i < img->n_layers &&
+			     i < json_object_array_length(ids); i++) {
+		struct json_object *v = json_object_array_get_idx(ids, i);
+
+		if (!json_object_is_type(v, json_type_string))
+			continue;
+		img->layers[i].diff_id = strdup(json_object_get_string(v));
+		if (!img->layers[i].diff_id) {
+			r = -ENOMEM;
+			break;
+		}
+	}
+	if (r == 0 && (!ids || json_object_array_length(ids) != img->n_layers))
+		r = seterr(err, err_size, -EINVAL,
+			   "config has %zu diff_ids for %u layers",
+			   ids ? json_object_array_length(ids) : 0,
+			   img->n_layers);
+	json_object_put(config);
+	return r;
+}
+
+static int load_layers(struct index_image *img, struct json_object *manifest,
+		       char *err, size_t err_size)
+{
+	struct json_object *layers = get_typed(manifest, "layers",
+					       json_type_array);
+	size_t n = layers ? json_object_array_length(layers) : 0;
+	int r;
+
+	if (!layers || n > 1000)
+		return seterr(err, err_size, -EINVAL,
+			      "manifest has no layer list or too many layers");
+	img->layers = calloc(n ? n : 1, sizeof(*img->layers));
+	if (!img->layers)
+		return -ENOMEM;
+	img->n_layers = (uint32_t)n;
+	for (uint32_t i = 0; i < n; i++) {
+		struct json_object *d = json_object_array_get_idx(layers, i);
+
+		if (!json_object_is_type(d, json_type_object))
+			return seterr(err, err_size, -EINVAL,
+				      "layer %u: descriptor is not an object", i);
+		r = load_layer(img, d, i, err, err_size);
+		if (r < 0)
+			return r;
+	}
+	return load_config(img, manifest, err, err_size);
+}
+
+int index_image_open(const char *ref, struct index_image **ret_image,
+		     char *err, size_t err_size)
+{
+	struct json_object *index = NULL, *desc, *manifest = NULL;
+	struct index_image *img;
+	char *path = NULL;
+	int r;
+
+	img = calloc(1, sizeof(*img));
+	if (!img)
+		return -ENOMEM;
+	r = parse_ref(ref, &img->dir, &img->tag);
+	if (r < 0) {
+		seterr(err, err_size, r, "bad image reference '%s'", ref);
+		goto err_free;
+	}
+	if (asprintf(&path, "%s/index.json", img->dir) < 0) {
+		r = -ENOMEM;
+		goto err_free;
+	}
+	r = load_json(path, &index, err, err_size);
+	if (r < 0)
+		goto err_free;
+	r = pick_manifest(index, img->tag, &desc, err, err_size);
+	if (r < 0)
+		goto err_free;
+	r = load_manifest(img->dir, desc, &manifest, &img->manifest_digest,
+			  err, err_size);
+	if (r < 0)
+		goto err_free;
+	r = load_layers(img, manifest, err, err_size);
+	if (r < 0)
+		goto err_free;
+
+	json_object_put(manifest);
+	json_object_put(index);
+	free(path);
+	*ret_image = img;
+	return 0;
+
+err_free:
+	json_object_put(manifest);
+	json_object_put(index);
+	free(path);
+	index_image_free(img);
+	return r;
+}
+
+void index_image_free(struct index_image *image)
+{
+	if (!image)
+		return;
+	for (uint32_t i = 0; image->layers && i < image->n_layers; i++) {
+		free(image->layers[i].digest);
+		free(image->layers[i].media_type);
+		free(image->layers[i].diff_id);
+		free(image->layers[i].path);
+	}
+	free(image->layers);
+	free(image->dir);
+	free(image->tag);
+	free(image->manifest_digest);
+	free(image->config_digest);
+	free(image->config_path);
+	free(image);
+}
+
+/* ---- layer index mapping ---- */
+
+static int pread_full(int fd, void *buf, size_t len, uint64_t off)
+{
+	size_t got = 0;
+
+	while (got < len) {
+		ssize_t n = pread(fd, (char *)buf + got, len - got,
+				  (off_t)(off + got));
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		if (n == 0)
+			return -EIO;
+		got += (size_t)n;
+	}
+	return 0;
+}
+
+/* Reads the blob's trailer and finds its locator. */
+static int read_locator(int fd, uint64_t blob_size,
+			struct index_locator *ret, char *err, size_t err_size,
+			const char *path)
+{
+	uint64_t want = blob_size < TAIL_READ ? blob_size : TAIL_READ, need;
+	uint8_t *tail = NULL;
+	int r;
+
+	for (int tries = 0; tries < 2; tries++) {
+		uint8_t *p = realloc(tail, want ? want : 1);
+
+		if (!p) {
+			r = -ENOMEM;
+			break;
+		}
+		tail = p;
+		r = pread_full(fd, tail, want, blob_size - want);
+		if (r < 0)
+			break;
+		r = index_blob_tail_parse(tail, want, blob_size, ret, &need);
+		if (r != -EAGAIN)
+			break;
+		want = need;
+	}
+	free(tail);
+	if (r < 0)
+		seterr(err, err_size, r,
+		       "'%s' is not a seekable layer with an index (%s)", path,
+		       r == -EBADMSG ? "no valid trailer" : strerror(-r));
+	return r;
+}
+
+static int map_index(int fd, struct index_layer_map *m, const char *path,
+		     char *err, size_t err_size)
+{
+	long page = sysconf(_SC_PAGESIZE);
+	uint64_t start = m->locator.offset & ~(uint64_t)(page - 1);
+	uint8_t digest[32];
+	const char *what = NULL;
+	int r;
+
+	m->map_size = (size_t)(m->locator.offset - start + m->locator.size);
+	m->map = mmap(NULL, m->map_size, PROT_READ, MAP_SHARED, fd,
+		      (off_t)start);
+	if (m->map == MAP_FAILED) {
+		m->map = NULL;
+		return seterr(err, err_size, -errno, "cannot map index of '%s': %s",
+			      path, strerror(errno));
+	}
+	m->data = (const uint8_t *)m->map + (m->locator.offset - start);
+	m->size = (size_t)m->locator.size;
+	SHA256(m->data, m->size, digest);
+	if (memcmp(digest, m->locator.sha256, 32) != 0)
+		return seterr(err, err_size, -EBADMSG,
+			      "index of '%s' does not match its digest", path);
+	r = index_reader_open(m->data, m->size, &m->reader, &what);
+	if (r < 0)
+		return seterr(err, err_size, r, "corrupt index in '%s': %s",
+			      path, what);
+	return 0;
+}
+
+int index_layer_map_open(const char *path,
+			 const struct index_locator *locator,
+			 struct index_layer_map **ret_map, char *err,
+			 size_t err_size)
+{
+	struct index_layer_map *m;
+	struct stat st;
+	int fd, r;
+
+	m = calloc(1, sizeof(*m));
+	if (!m)
+		return -ENOMEM;
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		r = seterr(err, err_size, -errno, "cannot open '%s': %s", path,
+			   strerror(errno));
+		goto err_free;
+	}
+	if (fstat(fd, &st) < 0) {
+		r = -errno;
+		goto err_close;
+	}
+	r = read_locator(fd, (uint64_t)st.st_size, &m->locator, err, err_size,
+			 path);
+	if (r < 0)
+		goto err_close;
+	if (locator && memcmp(locator, &m->locator, sizeof(*locator)) != 0) {
+		r = seterr(err, err_size, -EBADMSG,
+			   "index annotations of '%s' disagree with its trailer",
+			   path);
+		goto err_close;
+	}
+	if (m->locator.size == 0 || m->locator.size > SIZE_MAX / 2) {
+		r = seterr(err, err_size, -EBADMSG, "index of '%s' is empty",
+			   path);
+		goto err_close;
+	}
+	r = map_index(fd, m, path, err, err_size);
+	if (r < 0)
+		goto err_close;
+
+	close(fd);
+	*ret_map = m;
+	return 0;
+
+err_close:
+	close(fd);
+err_free:
+	index_layer_map_free(m);
+	return r;
+}
+
+void index_layer_map_free(struct index_layer_map *map)
+{
+	if (!map)
+		return;
+	index_reader_free(map->reader);
+	if (map->map)
+		munmap(map->map, map->map_size);
+	free(map);
+}

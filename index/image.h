@@ -1,0 +1,85 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * image.h - reading an OCI image layout (index.json, manifest, config) and
+ * mapping the index of each of its layer blobs.
+ *
+ * Errors come back as a negative errno plus a message in the caller's
+ * buffer (@err, @err_size; both may be NULL/0) naming what failed where.
+ */
+#ifndef IMGFS_IMAGE_H
+#define IMGFS_IMAGE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "index.h"
+
+#define INDEX_MEDIA_LAYER_ZSTD "application/vnd.oci.image.layer.v1.tar+zstd"
+#define INDEX_MEDIA_LAYER_GZIP "application/vnd.oci.image.layer.v1.tar+gzip"
+#define INDEX_MEDIA_LAYER_TAR "application/vnd.oci.image.layer.v1.tar"
+#define INDEX_MEDIA_MANIFEST "application/vnd.oci.image.manifest.v1+json"
+#define INDEX_MEDIA_INDEX "application/vnd.oci.image.index.v1+json"
+#define INDEX_MEDIA_CONFIG "application/vnd.oci.image.config.v1+json"
+
+struct index_image_layer {
+	char *digest; /* "sha256:<hex>" of the blob */
+	char *media_type;
+	uint64_t size;
+	char *diff_id; /* from the config, NULL if the config lacks it */
+	char *path; /* the blob's file in the layout */
+	int has_locator; /* the descriptor's annotations gave the index */
+	struct index_locator locator;
+};
+
+/* An image read from a layout.  Owns every string it points to. */
+struct index_image {
+	char *dir;
+	char *tag; /* NULL when the layout's only manifest was taken */
+	char *manifest_digest;
+	char *config_digest;
+	char *config_path;
+	uint64_t config_size;
+	uint32_t n_layers;
+	struct index_image_layer *layers;
+};
+
+/*
+ * Opens the image named by @ref: "oci:DIR", "oci:DIR:TAG" or a plain DIR.
+ * Without a tag the layout must hold exactly one manifest (or one tagged
+ * "latest").  Checks that every blob named exists; reads the config for
+ * the DiffIDs.  Returns -ENOENT, -EINVAL (malformed JSON or layout),
+ * -ENOMEM.
+ */
+int index_image_open(const char *ref, struct index_image **ret_image,
+		     char *err, size_t err_size);
+void index_image_free(struct index_image *image);
+
+/* The index of one layer blob, mapped from its file and validated. */
+struct index_layer_map {
+	void *map; /* the mmap'd region (page aligned) */
+	size_t map_size;
+	const uint8_t *data; /* the raw index inside map */
+	size_t size;
+	struct index_locator locator;
+	struct index_reader *reader;
+};
+
+/*
+ * Maps the index of the blob at @path: from @locator when given (checked
+ * against the blob's own trailer), else found from the blob's tail.  The
+ * index's SHA-256 is checked before it is used.  Returns -EBADMSG for a
+ * blob that is not a seekable layer with an index or whose index does not
+ * match its digest.
+ */
+int index_layer_map_open(const char *path,
+			 const struct index_locator *locator,
+			 struct index_layer_map **ret_map, char *err,
+			 size_t err_size);
+void index_layer_map_free(struct index_layer_map *map);
+
+/* Reads a whole small file (JSON) into a NUL-terminated malloc'd buffer;
+ * refuses files over @max bytes with -EFBIG. */
+int index_read_small_file(const char *path, size_t max, char **ret_data,
+			  size_t *ret_size);
+
+#endif
