@@ -1,0 +1,107 @@
+# lib.sh - sourced by the integration tests: paths, skip/fail, and a trap
+# that unmounts and kills whatever the test started, even when it fails.
+set -euo pipefail
+
+TESTS=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+ROOT=$(cd "$TESTS/.." && pwd)
+BUILD=${IMGFS_BUILD:-$ROOT/build}
+IMGTOOL=$BUILD/tools/imgtool
+DATA=${IMGFS_DATA:-/var/tmp/imgfs-data}
+NAME=$(basename "$0" .sh)
+
+skip() { echo "SKIP $NAME: $*" >&2; exit 77; }
+fail() { echo "FAIL $NAME: $*" >&2; exit 1; }
+say() { echo "== $NAME: $*" >&2; }
+
+[ -x "$IMGTOOL" ] || fail "imgtool not built at $IMGTOOL"
+
+WORK=$(mktemp -d "${TMPDIR:-/var/tmp}/imgfs-$NAME.XXXXXX")
+MOUNTS=()
+PIDS=()
+
+cleanup() {
+	local m p
+	for m in "${MOUNTS[@]}"; do
+		if mountpoint -q "$m" 2>/dev/null; then
+			fusermount3 -u "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true
+		fi
+	done
+	for p in "${PIDS[@]}"; do
+		kill -9 "$p" 2>/dev/null || true
+	done
+	rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+need_root() { [ "$(id -u)" = 0 ] || skip "needs root"; }
+
+need_fuse() {
+	need_root
+	[ -c /dev/fuse ] || skip "no /dev/fuse on this machine"
+	command -v fusermount3 >/dev/null || skip "fusermount3 missing"
+}
+
+need_cmd() {
+	local c
+	for c in "$@"; do
+		command -v "$c" >/dev/null || skip "$c missing (run tools/setup.sh)"
+	done
+}
+
+# mount_fg SOURCE MOUNTPOINT [imgtool mount options...]
+# Starts the daemon in the foreground (in the background of this shell),
+# waits until the mount is up, and leaves its pid in DAEMON_PID.
+mount_fg() {
+	local src=$1 mnt=$2 i
+	shift 2
+	mkdir -p "$mnt"
+	"$IMGTOOL" mount -f "$@" "$src" "$mnt" 2>>"$WORK/daemon.log" &
+	DAEMON_PID=$!
+	PIDS+=("$DAEMON_PID")
+	MOUNTS+=("$mnt")
+	for i in $(seq 1 300); do
+		mountpoint -q "$mnt" && return 0
+		kill -0 "$DAEMON_PID" 2>/dev/null || break
+		sleep 0.1
+	done
+	cat "$WORK/daemon.log" >&2
+	fail "mount of $src on $mnt did not come up"
+}
+
+# unmount_fg MOUNTPOINT: unmounts and checks that the daemon exited 0.
+unmount_fg() {
+	local mnt=$1 rc=0
+	fusermount3 -u "$mnt" || fail "fusermount3 -u $mnt failed"
+	wait "$DAEMON_PID" || rc=$?
+	[ "$rc" = 0 ] || { cat "$WORK/daemon.log" >&2; fail "daemon exited with $rc"; }
+}
+
+# stat_of MOUNTPOINT KEY: one counter of a mounted image.
+stat_of() {
+	"$IMGTOOL" status "$1" | awk -v k="$2" '$1 == k { print $2 }'
+}
+
+# synthetic_image DIR: the generated layers as an OCI layout in DIR/oci
+# (gzip, zstd and plain layers) and its conversion in DIR/out.
+synthetic_image() {
+	local d=$1
+	python3 "$TESTS/gen_layers.py" "$d/layers" >/dev/null
+	gzip -nk "$d/layers/l1.tar"
+	zstd -q "$d/layers/l2.tar"
+	python3 "$TESTS/mkoci.py" "$d/oci" "$d/layers/l1.tar.gz" \
+		"$d/layers/l2.tar.zst" "$d/layers/l3.tar"
+	"$IMGTOOL" build -q "oci:$d/oci:latest" "oci:$d/out:latest"
+}
+
+# umoci_unpack LAYOUT_DIR DEST: the oracle's view of an image.  umoci
+# 0.4.7 reads gzip and plain layers only, so skopeo recompresses first.
+umoci_unpack() {
+	local src=$1 dest=$2 gz
+	gz=$(mktemp -d "$WORK/gz.XXXXXX")
+	skopeo copy -q --dest-compress --dest-compress-format gzip \
+		"oci:$src:latest" "oci:$gz:latest"
+	umoci raw unpack --image "$gz:latest" "$dest" >/dev/null 2>&1 ||
+		fail "umoci cannot unpack $src"
+	rm -rf "$gz"
+}
