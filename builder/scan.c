@@ -232,6 +232,7 @@ static int add_span(struct scan *s, uint64_t off, uint64_t len)
 static int fill_metadata(struct archive_entry *ae, struct index_entry *e)
 {
 	la_int64_t uid = archive_entry_uid(ae), gid = archive_entry_gid(ae);
+	long nsec;
 
 	if (uid < 0 || uid > UINT32_MAX || gid < 0 || gid > UINT32_MAX)
 		return -ERANGE;
@@ -239,10 +240,16 @@ static int fill_metadata(struct archive_entry *ae, struct index_entry *e)
 	e->gid = (uint32_t)gid;
 	e->mode = archive_entry_perm(ae) & 07777;
 	e->mtime_sec = archive_entry_mtime(ae);
-	e->mtime_nsec = archive_entry_mtime_is_set(ae) ?
-				(uint32_t)archive_entry_mtime_nsec(ae) : 0;
-	if (e->mtime_nsec >= 1000000000u)
-		e->mtime_nsec = 0;
+	nsec = archive_entry_mtime_is_set(ae) ? archive_entry_mtime_nsec(ae) : 0;
+	if (nsec < 0 || nsec >= 1000000000)
+		return -ERANGE;
+	/* libarchive reads a PAX time "-S.F" as (-S, F), but it means
+	 * -(S + F): the fraction counts towards the past as well. */
+	if (e->mtime_sec < 0 && nsec > 0) {
+		e->mtime_sec -= 1;
+		nsec = 1000000000 - nsec;
+	}
+	e->mtime_nsec = (uint32_t)nsec;
 	if (e->kind == INDEX_KIND_CHAR || e->kind == INDEX_KIND_BLOCK) {
 		e->dev_major = (uint32_t)archive_entry_rdevmajor(ae);
 		e->dev_minor = (uint32_t)archive_entry_rdevminor(ae);
@@ -310,7 +317,7 @@ static int scan_entry(struct scan *s, struct archive *a,
 	if (e.name_len == 0 && e.kind != INDEX_KIND_DIR &&
 	    e.kind != INDEX_KIND_OPAQUE)
 		return e.kind == INDEX_KIND_WHITEOUT ? -EPERM : -EINVAL;
-	*what = "owner out of range";
+	*what = "owner or mtime out of range";
 	err = fill_metadata(ae, &e);
 	if (err < 0)
 		return err;
