@@ -7,7 +7,7 @@ PACKAGES=(
 	build-essential meson ninja-build pkg-config
 	libfuse3-dev fuse3 libzstd-dev zstd libssl-dev libarchive-dev
 	libxxhash-dev liburing-dev libjson-c-dev libcurl4-openssl-dev
-	debootstrap skopeo umoci python3 tar gzip jq xxd
+	debootstrap skopeo umoci python3 tar gzip attr xxd
 )
 
 here=$(cd "$(dirname "$0")/.." && pwd)
