@@ -1,0 +1,191 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * context.c - loading an image into the daemon's context before the
+ * mount: the layout, each layer's index and blob, the merged tree and
+ * the cache directory.
+ *
+ * Runs in the foreground before any thread exists, so failures are
+ * logged (to stderr) with the layer they concern and returned.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "fs/fs_internal.h"
+#include "fs/log.h"
+
+/* Room for the index library's messages. */
+#define CTX_ERR_SIZE 512
+
+static int ctx_open_image(struct fs_ctx *ctx)
+{
+	char err[CTX_ERR_SIZE] = "";
+	int r;
+
+	r = index_image_open(ctx->opts->source, &ctx->image, err, sizeof(err));
+	if (r < 0) {
+		fs_log(LOG_ERR, "cannot open image %s: %s", ctx->opts->source,
+		       err[0] ? err : fs_strerror(-r));
+		return r;
+	}
+	return 0;
+}
+
+static int ctx_open_layer(struct fs_ctx *ctx, uint32_t i)
+{
+	const struct index_image_layer *desc = &ctx->image->layers[i];
+	struct fs_layer *l = &ctx->layers[i];
+	char err[CTX_ERR_SIZE] = "";
+	int r;
+
+	l->desc = desc;
+	r = index_layer_map_open(desc->path,
+				 desc->has_locator ? &desc->locator : NULL,
+				 &l->map, err, sizeof(err));
+	if (r < 0) {
+		fs_log(LOG_ERR, "cannot map the index of layer %" PRIu32
+		       " '%s': %s", i, desc->digest,
+		       err[0] ? err : fs_strerror(-r));
+		return r;
+	}
+	l->reader = l->map->reader;
+
+	l->blob_fd = open(desc->path, O_RDONLY | O_CLOEXEC);
+	if (l->blob_fd < 0) {
+		r = -errno;
+		fs_log(LOG_ERR, "cannot open the blob of layer %" PRIu32
+		       " '%s': %s", i, desc->digest, fs_strerror(-r));
+		return r;
+	}
+
+	ctx->blobs_size += desc->size;
+	ctx->index_bytes += l->map->size;
+	return 0;
+}
+
+static int ctx_open_layers(struct fs_ctx *ctx)
+{
+	uint32_t i;
+	int r;
+
+	ctx->n_layers = ctx->image->n_layers;
+	ctx->layers = calloc(ctx->n_layers ? ctx->n_layers : 1,
+			     sizeof(*ctx->layers));
+	ctx->readers = calloc(ctx->n_layers ? ctx->n_layers : 1,
+			      sizeof(*ctx->readers));
+	if (!ctx->layers || !ctx->readers) {
+		fs_log(LOG_ERR, "cannot load %s: %s", ctx->opts->source,
+		       fs_strerror(ENOMEM));
+		return -ENOMEM;
+	}
+	for (i = 0; i < ctx->n_layers; i++)
+		ctx->layers[i].blob_fd = -1;
+
+	for (i = 0; i < ctx->n_layers; i++) {
+		r = ctx_open_layer(ctx, i);
+		if (r < 0)
+			return r;
+		ctx->readers[i] = ctx->layers[i].reader;
+	}
+	return 0;
+}
+
+static int ctx_build_tree(struct fs_ctx *ctx)
+{
+	struct index_tree_error terr = { 0 };
+	int r;
+
+	r = index_tree_build(ctx->readers, ctx->n_layers, &ctx->tree, &terr);
+	if (r == -EINVAL && terr.what && terr.layer < ctx->n_layers) {
+		fs_log(LOG_ERR, "cannot merge layer %" PRIu32 " '%s' (entry %"
+		       PRIu32 "): %s", terr.layer,
+		       ctx->layers[terr.layer].desc->digest, terr.entry,
+		       terr.what);
+		return r;
+	}
+	if (r < 0) {
+		fs_log(LOG_ERR, "cannot merge the layers of %s: %s",
+		       ctx->opts->source, fs_strerror(-r));
+		return r;
+	}
+	ctx->n_inodes = index_tree_inode_count(ctx->tree);
+	return 0;
+}
+
+/* Sums the sizes of regular files for statfs (each inode once, so hard
+ * links do not count twice). */
+static int ctx_count_bytes(struct fs_ctx *ctx)
+{
+	struct index_tree_attr attr;
+	uint64_t ino;
+	int r;
+
+	for (ino = 1; ino <= ctx->n_inodes; ino++) {
+		r = index_tree_attr(ctx->tree, ino, &attr);
+		if (r < 0) {
+			fs_log(LOG_ERR, "cannot read inode %" PRIu64 ": %s",
+			       ino, fs_strerror(-r));
+			return r;
+		}
+		if (attr.kind == INDEX_KIND_FILE)
+			ctx->file_bytes += attr.size;
+	}
+	return 0;
+}
+
+int fs_ctx_open(const struct fs_options *opts, struct fs_ctx **ret_ctx)
+{
+	struct fs_ctx *ctx;
+	int r;
+
+	ctx = calloc(1, sizeof(*ctx));
+	if (!ctx) {
+		fs_log(LOG_ERR, "cannot allocate the daemon state: %s",
+		       fs_strerror(ENOMEM));
+		return -ENOMEM;
+	}
+	ctx->opts = opts;
+
+	r = ctx_open_image(ctx);
+	if (r >= 0)
+		r = ctx_open_layers(ctx);
+	if (r >= 0)
+		r = ctx_build_tree(ctx);
+	if (r >= 0)
+		r = ctx_count_bytes(ctx);
+	if (r >= 0)
+		r = fs_cache_open(&ctx->cache,
+				  opts->cache_dir ? opts->cache_dir :
+						    FS_DEFAULT_CACHE_DIR,
+				  ctx->layers, ctx->n_layers);
+	if (r < 0)
+		goto err_free;
+
+	*ret_ctx = ctx;
+	return 0;
+
+err_free:
+	fs_ctx_free(ctx);
+	return r;
+}
+
+void fs_ctx_free(struct fs_ctx *ctx)
+{
+	uint32_t i;
+
+	if (!ctx)
+		return;
+	fs_cache_close(&ctx->cache);
+	index_tree_free(ctx->tree);
+	for (i = 0; ctx->layers && i < ctx->n_layers; i++) {
+		if (ctx->layers[i].blob_fd >= 0)
+			close(ctx->layers[i].blob_fd);
+		index_layer_map_free(ctx->layers[i].map);
+	}
+	free(ctx->layers);
+	free(ctx->readers);
+	index_image_free(ctx->image);
+	free(ctx);
+}

@@ -1,0 +1,250 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * daemon.c - fs_run(): load the image, mount it, detach, serve with the
+ * multi-threaded loop until unmounted or signalled, then clean up.
+ *
+ * Order matters: everything that can fail because of the image or the
+ * mountpoint happens in the foreground, so the caller sees the error;
+ * threads (libfuse's workers, their rings) only exist after the fork of
+ * fuse_daemonize(), since a fork keeps only the calling thread.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "config.h"
+#include "fs/fs_internal.h"
+#include "fs/log.h"
+
+/*
+ * Idle workers libfuse keeps.  With FUSE_USE_VERSION 34 libfuse caps the
+ * pool at 10 threads; keeping all of them spares re-creating each
+ * thread's ring and buffers after every burst.
+ */
+#define DAEMON_IDLE_THREADS 10
+
+/* Appends @s to @out with ',' and '\' escaped, so that a source path
+ * stays one value of the -o list. */
+static void daemon_escape_into(char *out, const char *s)
+{
+	for (; *s; s++) {
+		if (*s == ',' || *s == '\\')
+			*out++ = '\\';
+		*out++ = *s;
+	}
+	*out = '\0';
+}
+
+/* The -o list: the caller's options, then ours, which win. */
+static int daemon_mount_opts(const struct fs_options *opts, char **ret_opts)
+{
+	static const char fixed[] = "ro,default_permissions,subtype=imgfs,"
+				    "fsname=imgfs:";
+	const char *user = opts->fuse_opts ? opts->fuse_opts : "";
+	size_t n = strlen(user) + 1 + sizeof(fixed) +
+		   2 * strlen(opts->source) + 1;
+	char *buf, *p;
+
+	buf = malloc(n);
+	if (!buf)
+		return -ENOMEM;
+	p = buf;
+	if (*user)
+		p += sprintf(p, "%s,", user);
+	p = stpcpy(p, fixed);
+	daemon_escape_into(p, opts->source);
+
+	*ret_opts = buf;
+	return 0;
+}
+
+static int daemon_session_new(struct fs_ctx *ctx, const char *mount_opts,
+			      struct fuse_session **ret_se)
+{
+	struct fuse_args args = FUSE_ARGS_INIT(0, NULL);
+	struct fuse_session *se;
+	int r = -ENOMEM;
+
+	if (fuse_opt_add_arg(&args, "imgfs") < 0 ||
+	    fuse_opt_add_arg(&args, "-o") < 0 ||
+	    fuse_opt_add_arg(&args, mount_opts) < 0)
+		goto out;
+
+	/* libfuse prints what it did not like about the options. */
+	se = fuse_session_new(&args, &fs_ops, sizeof(fs_ops), ctx);
+	if (!se) {
+		fs_log(LOG_ERR, "cannot create the FUSE session with options "
+		       "'%s'", mount_opts);
+		r = -EINVAL;
+		goto out;
+	}
+	*ret_se = se;
+	r = 0;
+
+out:
+	fuse_opt_free_args(&args);
+	return r;
+}
+
+/* Resolves the mountpoint: libfuse keeps the path for the unmount, after
+ * fuse_daemonize() has changed to "/". */
+static int daemon_mountpoint(const char *path, char **ret_path)
+{
+	struct stat st;
+	int r;
+
+	if (stat(path, &st) < 0) {
+		r = -errno;
+		goto err;
+	}
+	if (!S_ISDIR(st.st_mode)) {
+		r = -ENOTDIR;
+		goto err;
+	}
+	*ret_path = realpath(path, NULL);
+	if (!*ret_path) {
+		r = -errno;
+		goto err;
+	}
+	return 0;
+
+err:
+	fs_log(LOG_ERR, "cannot use mountpoint %s: %s", path, fs_strerror(-r));
+	return r;
+}
+
+static int daemon_mount(struct fs_ctx *ctx, const char *mountpoint,
+			struct fuse_session **ret_se)
+{
+	struct fuse_session *se = NULL;
+	char *mount_opts = NULL;
+	int r;
+
+	r = daemon_mount_opts(ctx->opts, &mount_opts);
+	if (r >= 0)
+		r = daemon_session_new(ctx, mount_opts, &se);
+	free(mount_opts);
+	if (r < 0)
+		return r;
+
+	if (fuse_set_signal_handlers(se) != 0) {
+		fs_log(LOG_ERR, "cannot install the signal handlers");
+		r = -EIO;
+		goto err_destroy;
+	}
+	if (fuse_session_mount(se, mountpoint) != 0) {
+		/* libfuse has printed the cause. */
+		fs_log(LOG_ERR, "cannot mount %s on %s", ctx->opts->source,
+		       mountpoint);
+		r = -EIO;
+		goto err_signals;
+	}
+
+	*ret_se = se;
+	return 0;
+
+err_signals:
+	fuse_remove_signal_handlers(se);
+err_destroy:
+	fuse_session_destroy(se);
+	return r;
+}
+
+static void daemon_unmount(struct fuse_session *se)
+{
+	fuse_remove_signal_handlers(se);
+	fuse_session_unmount(se);
+	fuse_session_destroy(se);
+}
+
+static void daemon_log_start(const struct fs_ctx *ctx, const char *mountpoint)
+{
+	fs_log(LOG_INFO, "imgfs %s serving %s on %s: %" PRIu32 " layers, %"
+	       PRIu64 " inodes, cache %s", IMGFS_VERSION, ctx->opts->source,
+	       mountpoint, ctx->n_layers, ctx->n_inodes, ctx->cache.dir);
+}
+
+/* Runs the loop; returns 0 when it ended by unmount or signal (logged as
+ * the exit reason), else a negative errno. */
+static int daemon_serve(struct fs_ctx *ctx, struct fuse_session *se)
+{
+	struct fuse_loop_config cfg = {
+		.clone_fd = 0,
+		.max_idle_threads = ctx->opts->threads ? ctx->opts->threads :
+							 DAEMON_IDLE_THREADS,
+	};
+	const char *sig;
+	int r;
+
+	r = fuse_session_loop_mt(se, &cfg);
+	if (r > 0) {
+		/* libfuse's handlers report the signal that ended it. */
+		sig = sigabbrev_np(r);
+		fs_log(LOG_INFO, "exiting: signal %s%s", sig ? "SIG" : "",
+		       sig ? sig : "unknown");
+		return 0;
+	}
+	if (r < 0) {
+		fs_log(LOG_ERR, "exiting: the FUSE loop failed: %s",
+		       fs_strerror(-r));
+		return r;
+	}
+	fs_log(LOG_INFO, "exiting: unmounted");
+	return 0;
+}
+
+int fs_run(const struct fs_options *opts)
+{
+	struct fuse_session *se;
+	char *mountpoint = NULL;
+	struct fs_ctx *ctx;
+	int r;
+
+	fs_log_init(opts->debug);
+	if (!opts->source || !opts->mountpoint) {
+		fs_log(LOG_ERR, "a source and a mountpoint are needed");
+		return -EINVAL;
+	}
+	r = daemon_mountpoint(opts->mountpoint, &mountpoint);
+	if (r < 0)
+		return r;
+	r = fs_ctx_open(opts, &ctx);
+	if (r < 0)
+		goto err_free_path;
+	r = daemon_mount(ctx, mountpoint, &se);
+	if (r < 0)
+		goto err_free_ctx;
+
+	/* The parent exits (status 0) inside fuse_daemonize() once the
+	 * child has detached; the mount is already in place by then. */
+	fflush(NULL);
+	if (fuse_daemonize(opts->foreground) != 0) {
+		/* libfuse has printed which step failed. */
+		r = errno ? -errno : -EIO;
+		goto err_unmount;
+	}
+	if (!opts->foreground)
+		fs_log_use_syslog();
+	r = fs_worker_setup();
+	if (r < 0) {
+		fs_log(LOG_ERR, "cannot set up worker state: %s",
+		       fs_strerror(-r));
+		goto err_unmount;
+	}
+	daemon_log_start(ctx, mountpoint);
+
+	r = daemon_serve(ctx, se);
+	fs_worker_teardown();
+
+err_unmount:
+	daemon_unmount(se);
+err_free_ctx:
+	fs_ctx_free(ctx);
+err_free_path:
+	free(mountpoint);
+	fs_log_close();
+	return r;
+}

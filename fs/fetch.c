@@ -1,0 +1,133 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * fetch.c - reading one chunk's zstd frame from its layer blob,
+ * decompressing it and checking it against the index.
+ *
+ * Everything read from the blob is untrusted until its SHA-256 matches
+ * the index (which the manifest pins): sizes are checked before any
+ * buffer is sized from them, and a frame must decode to exactly the
+ * length the index gives.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <openssl/sha.h>
+
+#include "fs/fs_internal.h"
+#include "fs/log.h"
+
+/* A broken blob fails every read that touches it. */
+static struct fs_ratelimit fetch_ratelimit = FS_RATELIMIT_INIT;
+
+/* Logs why a fetch failed; the caller returns -EIO to the reader. */
+static void fetch_fail(const struct fs_layer *layer, uint32_t chunk_no,
+		       const struct index_chunk *chunk, const char *cause)
+{
+	fs_log_limited(&fetch_ratelimit, LOG_ERR,
+		       "cannot fetch chunk %" PRIu32 " of '%s' at blob offset %"
+		       PRIu64 ": %s", chunk_no, layer->desc->digest,
+		       chunk->blob_off, cause);
+}
+
+static int fetch_read_frame(struct fs_ctx *ctx, struct fs_worker *worker,
+			    const struct fs_layer *layer,
+			    const struct index_chunk *chunk,
+			    const char **ret_cause)
+{
+	ssize_t n;
+
+	n = fs_uring_read(fs_worker_ring(worker), layer->blob_fd,
+			  worker->zframe.data, chunk->blob_len,
+			  chunk->blob_off);
+	fs_stat_add(ctx, blob_reads, 1);
+	if (n > 0)
+		fs_stat_add(ctx, blob_bytes_read, n);
+
+	if (n < 0) {
+		*ret_cause = fs_strerror((int)-n);
+		return -EIO;
+	}
+	if ((size_t)n < chunk->blob_len) {
+		*ret_cause = "blob ends inside the frame";
+		return -EIO;
+	}
+	return 0;
+}
+
+/* Decompresses the frame in worker->zframe into worker->chunk. */
+static int fetch_decompress(struct fs_worker *worker,
+			    const struct index_chunk *chunk,
+			    const char **ret_cause)
+{
+	const uint8_t *src = worker->zframe.data;
+	unsigned long long declared;
+	size_t n;
+
+	/* The frame header must announce the index's length before any
+	 * output is produced; a frame without a content size is refused. */
+	declared = ZSTD_getFrameContentSize(src, chunk->blob_len);
+	if (declared != chunk->tar_len) {
+		*ret_cause = "frame size differs from the index";
+		return -EIO;
+	}
+	n = ZSTD_findFrameCompressedSize(src, chunk->blob_len);
+	if (ZSTD_isError(n) || n != chunk->blob_len) {
+		*ret_cause = "chunk is not exactly one zstd frame";
+		return -EIO;
+	}
+
+	n = ZSTD_decompressDCtx(worker->dctx, worker->chunk.data,
+				chunk->tar_len, src, chunk->blob_len);
+	if (ZSTD_isError(n)) {
+		*ret_cause = ZSTD_getErrorName(n);
+		return -EIO;
+	}
+	if (n != chunk->tar_len) {
+		*ret_cause = "frame decodes to a different size";
+		return -EIO;
+	}
+	return 0;
+}
+
+int fs_fetch_chunk(struct fs_ctx *ctx, struct fs_worker *worker,
+		   uint32_t layer, uint32_t chunk_no,
+		   const struct index_chunk *chunk)
+{
+	const struct fs_layer *l = &ctx->layers[layer];
+	uint8_t md[SHA256_DIGEST_LENGTH];
+	const char *cause;
+	int r;
+
+	if (chunk->tar_len > INDEX_CHUNK_MAX || chunk->blob_len == 0 ||
+	    chunk->blob_len > ZSTD_compressBound(INDEX_CHUNK_MAX)) {
+		fetch_fail(l, chunk_no, chunk, "chunk size out of range");
+		return -EIO;
+	}
+	r = fs_buf_reserve(&worker->zframe, chunk->blob_len);
+	if (r >= 0)
+		r = fs_buf_reserve(&worker->chunk, chunk->tar_len);
+	if (r < 0)
+		return r;
+
+	r = fetch_read_frame(ctx, worker, l, chunk, &cause);
+	if (r >= 0)
+		r = fetch_decompress(worker, chunk, &cause);
+	if (r < 0)
+		goto err_fail;
+
+	SHA256(worker->chunk.data, chunk->tar_len, md);
+	if (memcmp(md, chunk->sha256, sizeof(md)) != 0) {
+		cause = "SHA-256 mismatch";
+		r = -EIO;
+		goto err_fail;
+	}
+
+	fs_stat_add(ctx, chunks_fetched, 1);
+	return 0;
+
+err_fail:
+	fetch_fail(l, chunk_no, chunk, cause);
+	return r;
+}

@@ -1,0 +1,35 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * fs.h - the FUSE daemon that serves an image's merged tree read-only,
+ * fetching each chunk from the layer blobs on first use.
+ */
+#ifndef IMGFS_FS_H
+#define IMGFS_FS_H
+
+#include <stdint.h>
+
+/* The root directory answers getxattr of this name (it is not listed by
+ * listxattr) with the daemon's counters, one "key value" per line. */
+#define FS_STATS_XATTR "user.imgfs.stats"
+
+#define FS_DEFAULT_CACHE_DIR "/var/cache/imgfs"
+
+struct fs_options {
+	const char *source; /* "oci:DIR[:TAG]" */
+	const char *mountpoint;
+	const char *cache_dir; /* NULL: FS_DEFAULT_CACHE_DIR */
+	const char *fuse_opts; /* comma-separated options for FUSE, or NULL */
+	int foreground; /* stay attached, log to stderr */
+	int debug; /* log each request at debug level */
+	unsigned int threads; /* FUSE worker threads, 0: default */
+};
+
+/*
+ * Opens the image, mounts it, and serves until it is unmounted.  Without
+ * foreground it returns in the parent once the mount is ready (0), and the
+ * detached child serves.  Errors before the mount (bad image, mountpoint)
+ * are printed to stderr and returned as a negative errno.
+ */
+int fs_run(const struct fs_options *opts);
+
+#endif

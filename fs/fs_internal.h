@@ -1,0 +1,230 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * fs_internal.h - the daemon's shared state and the contracts between the
+ * files of fs/.  Not for other modules: they use fs/fs.h.
+ *
+ * Everything reached from struct fs_ctx is built before the FUSE session
+ * starts and is immutable afterwards, except the fields marked otherwise
+ * (atomics, the chunk cache's striped locks and the per-thread workers).
+ */
+#ifndef IMGFS_FS_INTERNAL_H
+#define IMGFS_FS_INTERNAL_H
+
+#define FUSE_USE_VERSION 34
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+
+#include <fuse_lowlevel.h>
+#include <zstd.h>
+
+#include "fs/fs.h"
+#include "index/image.h"
+#include "index/index.h"
+#include "index/tree.h"
+
+/* The image never changes under a mount, so the kernel may keep names and
+ * attributes for as long as it likes. */
+#define FS_TIMEOUT 86400.0
+
+#define FS_BLOCK_SIZE 4096
+
+/* Lock stripes of the chunk cache; a power of two. */
+#define FS_CACHE_STRIPES 256
+
+/* A read reply names at most this many cache files; a read touching more
+ * (tiny chunks) is copied into memory instead, so that one request never
+ * holds an unbounded number of descriptors. */
+#define FS_READ_MAX_FDS 64
+
+/* ---- counters (the FS_STATS_XATTR text) ---- */
+
+/* All atomic, updated with relaxed ordering: they are statistics and order
+ * nothing. */
+struct fs_stats {
+	_Atomic uint64_t blob_bytes_read;
+	_Atomic uint64_t blob_reads;
+	_Atomic uint64_t chunks_fetched;
+	_Atomic uint64_t cache_hits;
+	_Atomic uint64_t cache_misses;
+	_Atomic uint64_t bytes_served;
+	_Atomic uint64_t read_errors;
+};
+
+#define fs_stat_add(ctx, field, n)                                      \
+	atomic_fetch_add_explicit(&(ctx)->stats.field, (uint64_t)(n),   \
+				  memory_order_relaxed)
+
+/* ---- chunk cache (cache.c) ---- */
+
+struct fs_cache {
+	bool opened; /* immutable: fs_cache_open() ran, fields are valid */
+	char *dir; /* immutable: absolute path of the cache directory */
+	int chunks_fd; /* immutable: DIR/chunks, holding the shards */
+	int tmp_fd; /* immutable: DIR/tmp, where files are written */
+	/* Stripe (hash of the chunk's SHA-256) guards every check, delete
+	 * and publish of the cache file of that content. */
+	pthread_mutex_t stripes[FS_CACHE_STRIPES];
+	uint32_t n_layers; /* immutable */
+	/* verified[layer]: atomic bitmap, one bit per chunk of the layer,
+	 * set once the chunk's cache file is known good in this process. */
+	_Atomic uint64_t **verified;
+};
+
+/* ---- the daemon ---- */
+
+struct fs_layer {
+	const struct index_image_layer *desc; /* immutable, in ctx->image */
+	struct index_layer_map *map; /* immutable; owned */
+	const struct index_reader *reader; /* immutable; map->reader */
+	int blob_fd; /* immutable; positioned reads only, never seek */
+};
+
+struct fs_ctx {
+	const struct fs_options *opts; /* immutable; borrowed from caller */
+	struct index_image *image; /* immutable; owned */
+	uint32_t n_layers; /* immutable */
+	struct fs_layer *layers; /* immutable; owned, n_layers */
+	const struct index_reader **readers; /* immutable; owned array */
+	struct index_tree *tree; /* immutable; owned */
+	uint64_t n_inodes; /* immutable */
+	uint64_t file_bytes; /* immutable: sizes of regular files */
+	uint64_t blobs_size; /* immutable: sum of layer blob sizes */
+	uint64_t index_bytes; /* immutable: sum of index sizes */
+	struct fs_cache cache; /* see struct fs_cache */
+	struct fs_stats stats; /* atomic counters */
+};
+
+/*
+ * context.c: opens the image named by @opts, maps every layer's index,
+ * opens the blobs, builds the merged tree and opens the cache directory.
+ * Failures are printed to stderr (which layer, what failed) and returned
+ * as a negative errno.  @opts is borrowed and must outlive the context.
+ */
+int fs_ctx_open(const struct fs_options *opts, struct fs_ctx **ret_ctx);
+/* Frees everything fs_ctx_open() made; NULL is accepted. */
+void fs_ctx_free(struct fs_ctx *ctx);
+
+/* ---- per-thread worker state (worker.c) ---- */
+
+/* A growable byte buffer, reused across requests. */
+struct fs_buf {
+	uint8_t *data;
+	size_t size;
+};
+
+/*
+ * State owned by one FUSE worker thread, so the read path neither locks
+ * nor allocates per request.  While fs_uring_read()/fs_uring_write() run,
+ * the buffer they were given belongs to the ring; both return only after
+ * reaping every completion, so no buffer outlives its I/O.
+ */
+struct fs_worker {
+	struct fs_uring *ring; /* NULL: not yet made, or io_uring refused */
+	int ring_tried; /* ring creation was attempted */
+	ZSTD_DCtx *dctx;
+	struct fs_buf zframe; /* a compressed chunk frame */
+	struct fs_buf chunk; /* a decompressed or verified chunk */
+	struct fs_buf reply; /* replies served from memory, readdir */
+	struct fuse_bufvec *bufv; /* fd-backed read replies */
+	size_t bufv_cap; /* struct fuse_buf slots in bufv */
+};
+
+/* Creates the thread-specific key; call once before serving. */
+int fs_worker_setup(void);
+/* Frees the calling thread's worker and deletes the key; call after every
+ * worker thread has ended. */
+void fs_worker_teardown(void);
+
+/* The calling thread's worker, made on first use.  -ENOMEM. */
+int fs_worker_get(struct fs_worker **ret_worker);
+
+/* The worker's ring, made on first use; NULL means use pread/pwrite (the
+ * first refusal is logged once per process). */
+struct fs_uring *fs_worker_ring(struct fs_worker *worker);
+
+/* Grows @buf to hold at least @size bytes; contents are not kept. */
+int fs_buf_reserve(struct fs_buf *buf, size_t size);
+
+/* Makes room for @n buffers in the worker's bufvec.  -ENOMEM. */
+int fs_worker_reserve_bufv(struct fs_worker *worker, size_t n);
+
+/* ---- io_uring with a plain fallback (uring.c) ---- */
+
+struct fs_uring;
+
+/* A ring of @entries entries.  Returns -errno from io_uring_queue_init. */
+int fs_uring_new(unsigned int entries, struct fs_uring **ret_ring);
+void fs_uring_free(struct fs_uring *ring);
+
+/*
+ * Reads @len bytes at @off of @fd into @buf, resubmitting short reads.
+ * @ring may be NULL (pread).  Returns the bytes read, fewer than @len only
+ * at end of file, or a negative errno.
+ */
+ssize_t fs_uring_read(struct fs_uring *ring, int fd, void *buf, size_t len,
+		      uint64_t off);
+/* Writes all @len bytes of @buf at @off of @fd.  Returns 0 or -errno. */
+int fs_uring_write(struct fs_uring *ring, int fd, const void *buf,
+		   size_t len, uint64_t off);
+
+/* ---- fetching a chunk from its blob (fetch.c) ---- */
+
+/*
+ * Reads chunk @chunk_no of layer @layer from the blob, decompresses it
+ * into worker->chunk and checks its SHA-256 against the index.  On success
+ * worker->chunk.data holds exactly chunk->tar_len verified bytes.  Every
+ * failure is logged (layer digest, chunk, blob offset, cause) and returned
+ * as -EIO, or -ENOMEM.
+ */
+int fs_fetch_chunk(struct fs_ctx *ctx, struct fs_worker *worker,
+		   uint32_t layer, uint32_t chunk_no,
+		   const struct index_chunk *chunk);
+
+/* ---- chunk cache (cache.c) ---- */
+
+/* Opens (creating as needed) DIR/chunks and DIR/tmp, and removes temp
+ * files left by daemons that died.  Errors are printed to stderr. */
+int fs_cache_open(struct fs_cache *cache, const char *dir,
+		  const struct fs_layer *layers, uint32_t n_layers);
+/* Closes what fs_cache_open() opened; safe on a zeroed struct. */
+void fs_cache_close(struct fs_cache *cache);
+
+/*
+ * Returns in *ret_fd a new read-only descriptor holding exactly the
+ * chunk's tar_len verified bytes from offset 0, fetching the chunk first
+ * when it is not cached.  The caller closes it.  May block while another
+ * thread fetches the same content.  Returns 0, -EIO (logged) or -ENOMEM.
+ */
+int fs_cache_chunk_fd(struct fs_ctx *ctx, struct fs_worker *worker,
+		      uint32_t layer, uint32_t chunk_no, int *ret_fd);
+
+/* ---- the read path (read.c) ---- */
+
+/* Answers a FUSE read of inode @ino (exactly one reply). */
+void fs_read_reply(struct fs_ctx *ctx, fuse_req_t req, fuse_ino_t ino,
+		   size_t size, off_t off);
+
+/* ---- request handlers (ops.c, xattr.c) ---- */
+
+extern const struct fuse_lowlevel_ops fs_ops;
+
+/* Fills @st for inode @ino from @attr.  Returns 0 or -EIO for a kind a
+ * tree never yields. */
+int fs_attr_to_stat(fuse_ino_t ino, const struct index_tree_attr *attr,
+		    struct stat *st);
+
+void fs_op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
+		    size_t size);
+void fs_op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size);
+
+/* Writes the FS_STATS_XATTR text into @buf; returns its length, which is
+ * less than @size (it is truncated, never overflows). */
+size_t fs_stats_format(const struct fs_ctx *ctx, char *buf, size_t size);
+
+#endif
