@@ -43,7 +43,7 @@ int builder_chunk_plan(const struct builder_tar *tar,
 		       const struct builder_span *spans, uint32_t n_spans,
 		       uint64_t **ret_ends, uint32_t *ret_n_chunks);
 
-int builder_err(char *err, size_t err_size, int code, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
+/* The index library's message helper, under the builder's name. */
+#define builder_err index_seterr
 
 #endif

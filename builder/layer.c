@@ -34,18 +34,6 @@
 #define BATCH_BYTES (64u << 20)
 #define MAX_THREADS 64
 
-int builder_err(char *err, size_t err_size, int code, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err && err_size) {
-		va_start(ap, fmt);
-		vsnprintf(err, err_size, fmt, ap);
-		va_end(ap);
-	}
-	return code;
-}
-
 static int write_full(int fd, const void *buf, size_t len)
 {
 	const uint8_t *p = buf;

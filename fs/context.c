@@ -24,7 +24,19 @@ static int ctx_open_image(struct fs_ctx *ctx)
 	char err[CTX_ERR_SIZE] = "";
 	int r;
 
-	r = index_image_open(ctx->opts->source, &ctx->image, err, sizeof(err));
+	const struct fs_options *o = ctx->opts;
+	struct remote_options ro = {
+		.authfile = o->authfile,
+		.deadline_ms = o->deadline_s * 1000,
+		.insecure = o->insecure,
+		.verbose = o->http_debug,
+	};
+
+	if (remote_is_ref(o->source))
+		r = remote_open(o->source, &ro, &ctx->remote, &ctx->image, err,
+				sizeof(err));
+	else
+		r = index_image_open(o->source, &ctx->image, err, sizeof(err));
 	if (r < 0) {
 		fs_log(LOG_ERR, "cannot open image %s: %s", ctx->opts->source,
 		       err[0] ? err : fs_strerror(-r));
@@ -41,9 +53,14 @@ static int ctx_open_layer(struct fs_ctx *ctx, uint32_t i)
 	int r;
 
 	l->desc = desc;
-	r = index_layer_map_open(desc->path,
-				 desc->has_locator ? &desc->locator : NULL,
-				 &l->map, err, sizeof(err));
+	if (ctx->remote)
+		r = remote_layer_map_open(ctx->remote, desc, &l->map, err,
+					  sizeof(err));
+	else
+		r = index_layer_map_open(desc->path,
+					 desc->has_locator ? &desc->locator :
+							     NULL,
+					 &l->map, err, sizeof(err));
 	if (r < 0) {
 		fs_log(LOG_ERR, "cannot map the index of layer %" PRIu32
 		       " '%s': %s", i, desc->digest,
@@ -52,8 +69,8 @@ static int ctx_open_layer(struct fs_ctx *ctx, uint32_t i)
 	}
 	l->reader = l->map->reader;
 
-	l->blob_fd = open(desc->path, O_RDONLY | O_CLOEXEC);
-	if (l->blob_fd < 0) {
+	l->blob_fd = ctx->remote ? -1 : open(desc->path, O_RDONLY | O_CLOEXEC);
+	if (!ctx->remote && l->blob_fd < 0) {
 		r = -errno;
 		fs_log(LOG_ERR, "cannot open the blob of layer %" PRIu32
 		       " '%s': %s", i, desc->digest, fs_strerror(-r));
@@ -187,5 +204,6 @@ void fs_ctx_free(struct fs_ctx *ctx)
 	free(ctx->layers);
 	free(ctx->readers);
 	index_image_free(ctx->image);
+	remote_free(ctx->remote);
 	free(ctx);
 }

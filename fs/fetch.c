@@ -31,6 +31,26 @@ static void fetch_fail(const struct fs_layer *layer, uint32_t chunk_no,
 		       chunk->blob_off, cause);
 }
 
+/* The frame from the server: one range request (retried inside). */
+static int fetch_remote_frame(struct fs_ctx *ctx, struct fs_worker *worker,
+			      const struct fs_layer *layer,
+			      const struct index_chunk *chunk,
+			      const char **ret_cause)
+{
+	int r;
+
+	r = remote_blob_read(ctx->remote, layer->desc->digest, chunk->blob_off,
+			     chunk->blob_len, worker->zframe.data,
+			     worker->err, sizeof(worker->err));
+	fs_stat_add(ctx, blob_reads, 1);
+	if (r < 0) {
+		*ret_cause = worker->err[0] ? worker->err : fs_strerror(-r);
+		return r == -ENOMEM ? r : -EIO;
+	}
+	fs_stat_add(ctx, blob_bytes_read, chunk->blob_len);
+	return 0;
+}
+
 static int fetch_read_frame(struct fs_ctx *ctx, struct fs_worker *worker,
 			    const struct fs_layer *layer,
 			    const struct index_chunk *chunk,
@@ -38,6 +58,8 @@ static int fetch_read_frame(struct fs_ctx *ctx, struct fs_worker *worker,
 {
 	ssize_t n;
 
+	if (ctx->remote)
+		return fetch_remote_frame(ctx, worker, layer, chunk, ret_cause);
 	n = fs_uring_read(fs_worker_ring(worker), layer->blob_fd,
 			  worker->zframe.data, chunk->blob_len,
 			  chunk->blob_off);

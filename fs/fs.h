@@ -15,13 +15,18 @@
 #define FS_DEFAULT_CACHE_DIR "/var/cache/imgfs"
 
 struct fs_options {
-	const char *source; /* "oci:DIR[:TAG]" */
+	const char *source; /* "oci:DIR[:TAG]", "docker://...", "http(s)://..." */
 	const char *mountpoint;
 	const char *cache_dir; /* NULL: FS_DEFAULT_CACHE_DIR */
 	const char *fuse_opts; /* comma-separated options for FUSE, or NULL */
 	int foreground; /* stay attached, log to stderr */
 	int debug; /* log each request at debug level */
 	unsigned int threads; /* FUSE worker threads, 0: default */
+	/* Remote sources only: */
+	const char *authfile; /* docker-style config.json, or NULL */
+	unsigned int deadline_s; /* a chunk read fails (EIO) after; 0: 60 */
+	int insecure; /* docker://: plain http to a non-loopback host */
+	int http_debug; /* log every HTTP exchange (libcurl verbose) */
 };
 
 /*

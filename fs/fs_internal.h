@@ -26,6 +26,7 @@
 #include "fs/fs.h"
 #include "index/image.h"
 #include "index/index.h"
+#include "index/remote.h"
 #include "index/tree.h"
 
 /* The image never changes under a mount, so the kernel may keep names and
@@ -82,12 +83,13 @@ struct fs_layer {
 	const struct index_image_layer *desc; /* immutable, in ctx->image */
 	struct index_layer_map *map; /* immutable; owned */
 	const struct index_reader *reader; /* immutable; map->reader */
-	int blob_fd; /* immutable; positioned reads only, never seek */
+	int blob_fd; /* immutable; positioned reads only; -1 when remote */
 };
 
 struct fs_ctx {
 	const struct fs_options *opts; /* immutable; borrowed from caller */
 	struct index_image *image; /* immutable; owned */
+	struct remote *remote; /* owned; NULL for a local layout */
 	uint32_t n_layers; /* immutable */
 	struct fs_layer *layers; /* immutable; owned, n_layers */
 	const struct index_reader **readers; /* immutable; owned array */
@@ -133,6 +135,7 @@ struct fs_worker {
 	struct fs_buf reply; /* replies served from memory, readdir */
 	struct fuse_bufvec *bufv; /* fd-backed read replies */
 	size_t bufv_cap; /* struct fuse_buf slots in bufv */
+	char err[512]; /* the last remote fetch's message */
 };
 
 /* Creates the thread-specific key; call once before serving. */

@@ -12,7 +12,7 @@
 #include "fs/log.h"
 
 /* Room for the stats text: a dozen lines of a name and a 64-bit value. */
-#define XATTR_STATS_SIZE 1024
+#define XATTR_STATS_SIZE 2048
 
 size_t fs_stats_format(const struct fs_ctx *ctx, char *buf, size_t size)
 {
@@ -38,6 +38,26 @@ size_t fs_stats_format(const struct fs_ctx *ctx, char *buf, size_t size)
 		     ctx->blobs_size, ctx->index_bytes, LOAD(read_errors),
 		     ctx->n_layers, ctx->n_inodes);
 #undef LOAD
+	if (n >= 0 && (size_t)n < size && ctx->remote) {
+		const struct remote_stats *r = remote_stats(ctx->remote);
+		int m;
+
+#define LOAD(field) atomic_load_explicit(&r->field, memory_order_relaxed)
+		m = snprintf(buf + n, size - (size_t)n,
+			     "http_requests %" PRIu64 "\n"
+			     "http_bytes %" PRIu64 "\n"
+			     "http_retries %" PRIu64 "\n"
+			     "http_range_ignored %" PRIu64 "\n"
+			     "http_auth_refreshes %" PRIu64 "\n"
+			     "http_read_errors %" PRIu64 "\n"
+			     "http_reads %" PRIu64 "\n"
+			     "http_read_latency_us_total %" PRIu64 "\n",
+			     LOAD(requests), LOAD(bytes), LOAD(retries),
+			     LOAD(range_ignored), LOAD(auth_refreshes),
+			     LOAD(errors), LOAD(reads), LOAD(latency_us));
+#undef LOAD
+		n = m < 0 ? n : n + m;
+	}
 	if (n < 0)
 		return 0;
 	return (size_t)n < size ? (size_t)n : size - 1;

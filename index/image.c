@@ -8,6 +8,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -25,10 +26,7 @@
 #define JSON_MAX (4u << 20)
 #define TAIL_READ (64u << 10)
 
-static int seterr(char *err, size_t err_size, int code, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
-
-static int seterr(char *err, size_t err_size, int code, const char *fmt, ...)
+int index_seterr(char *err, size_t err_size, int code, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -85,24 +83,31 @@ out_close:
 	return err;
 }
 
-/* Parses the JSON file @path; -EINVAL names the file in @err. */
-static int load_json(const char *path, struct json_object **ret, char *err,
-		     size_t err_size)
+/* Parses @size bytes of JSON named @what: one object, nothing after it
+ * but white space. */
+static int parse_json(const char *data, size_t size, const char *what,
+		      struct json_object **ret, char *err, size_t err_size)
 {
+	struct json_tokener *tok;
 	struct json_object *obj;
-	char *data;
-	int r;
+	size_t end;
 
-	r = index_read_small_file(path, JSON_MAX, &data, NULL);
-	if (r < 0)
-		return seterr(err, err_size, r, "cannot read '%s': %s", path,
-			      strerror(-r));
-	obj = json_tokener_parse(data);
-	free(data);
-	if (!obj || !json_object_is_type(obj, json_type_object)) {
+	if (size > JSON_MAX)
+		return index_seterr(err, err_size, -EFBIG, "%s is larger than %u bytes",
+			      what, JSON_MAX);
+	tok = json_tokener_new();
+	if (!tok)
+		return -ENOMEM;
+	obj = json_tokener_parse_ex(tok, data, (int)size);
+	end = obj ? json_tokener_get_parse_end(tok) : size;
+	json_tokener_free(tok);
+	while (end < size && strchr(" \t\r\n", data[end]) && data[end])
+		end++;
+	if (!obj || end != size ||
+	    !json_object_is_type(obj, json_type_object)) {
 		json_object_put(obj);
-		return seterr(err, err_size, -EINVAL,
-			      "'%s' is not a JSON object", path);
+		return index_seterr(err, err_size, -EINVAL,
+			      "%s is not a JSON object", what);
 	}
 	*ret = obj;
 	return 0;
@@ -140,6 +145,16 @@ static char *blob_path(const char *dir, const char *digest)
 	if (asprintf(&p, "%s/blobs/sha256/%s", dir, digest + 7) < 0)
 		return NULL;
 	return p;
+}
+
+int index_digest_check(const char *digest, const void *data, size_t size)
+{
+	uint8_t want[32], got[32];
+
+	if (index_digest_parse(digest, want) < 0)
+		return -EINVAL;
+	SHA256(data, size, got);
+	return memcmp(want, got, 32) == 0 ? 0 : -EBADMSG;
 }
 
 /* Splits "oci:DIR[:TAG]" or "DIR" into a directory and an optional tag. */
@@ -200,17 +215,58 @@ static int pick_manifest(struct json_object *index, const char *tag,
 		only = n == 1 ? d : only;
 	}
 	if (tag)
-		return seterr(err, err_size, -ENOENT,
+		return index_seterr(err, err_size, -ENOENT,
 			      "no manifest tagged '%s' in index.json", tag);
 	*ret = latest ? latest : only;
 	if (!*ret)
-		return seterr(err, err_size, -EINVAL,
+		return index_seterr(err, err_size, -EINVAL,
 			      "index.json holds %zu manifests: name a tag", n);
 	return 0;
 }
 
-/* Loads the manifest of @desc, descending one image index if needed. */
-static int load_manifest(const char *dir, struct json_object *desc,
+/* The linux/amd64 entry of an image index (OCI or Docker manifest list). */
+static int pick_platform(struct json_object *list, struct json_object **ret,
+			 char *err, size_t err_size)
+{
+	for (size_t i = 0; i < json_object_array_length(list); i++) {
+		struct json_object *d = json_object_array_get_idx(list, i);
+
+		if (json_object_is_type(d, json_type_object) &&
+		    platform_is_default(d)) {
+			*ret = d;
+			return 0;
+		}
+	}
+	return index_seterr(err, err_size, -ENOENT,
+		      "no linux/amd64 manifest in image index");
+}
+
+/* Fetches document @digest through @docs and parses it. */
+static int docs_load(struct index_docs *docs, const char *digest,
+		     bool manifest, struct json_object **ret, char *err,
+		     size_t err_size)
+{
+	char *data, what[96];
+	size_t size;
+	int r;
+
+	r = docs->get(docs, digest, manifest, &data, &size, err, err_size);
+	if (r < 0)
+		return r;
+	snprintf(what, sizeof(what), "%s %.80s",
+		 manifest ? "manifest" : "config", digest);
+	r = parse_json(data, size, what, ret, err, err_size);
+	free(data);
+	return r;
+}
+
+/*
+ * Loads the manifest of @desc, descending one image index if needed.
+ * @top, when not NULL, is the already-loaded document of @desc (a
+ * registry's answer for a tag), so that it is not fetched again.
+ */
+static int load_manifest(struct index_docs *docs, struct json_object *desc,
+			 struct json_object *top, const char *top_digest,
 			 struct json_object **ret, char **ret_digest,
 			 char *err, size_t err_size)
 {
@@ -218,19 +274,24 @@ static int load_manifest(const char *dir, struct json_object *desc,
 	int r;
 
 	for (int depth = 0; depth < 2; depth++) {
-		const char *digest = get_string(desc, "digest");
-		char *path = blob_path(dir, digest);
+		const char *digest = top ? top_digest : get_string(desc, "digest");
 		struct json_object *obj, *list;
+		uint8_t raw[32];
 
-		if (!path) {
-			r = seterr(err, err_size, -EINVAL,
-				   "bad manifest digest in '%s'", dir);
+		if (!digest || index_digest_parse(digest, raw) < 0) {
+			r = index_seterr(err, err_size, -EINVAL,
+				   "bad manifest digest '%.80s'",
+				   digest ? digest : "(none)");
 			goto out;
 		}
-		r = load_json(path, &obj, err, err_size);
-		free(path);
-		if (r < 0)
-			goto out;
+		if (top) {
+			obj = json_object_get(top);
+			top = NULL;
+		} else {
+			r = docs_load(docs, digest, true, &obj, err, err_size);
+			if (r < 0)
+				goto out;
+		}
 		list = get_typed(obj, "manifests", json_type_array);
 		if (!list) {
 			*ret = obj;
@@ -238,25 +299,13 @@ static int load_manifest(const char *dir, struct json_object *desc,
 			r = *ret_digest ? 0 : -ENOMEM;
 			goto out;
 		}
-		desc = NULL;
-		for (size_t i = 0; i < json_object_array_length(list); i++) {
-			struct json_object *d = json_object_array_get_idx(list, i);
-
-			if (json_object_is_type(d, json_type_object) &&
-			    platform_is_default(d)) {
-				desc = d;
-				break;
-			}
-		}
 		json_object_put(holder);
 		holder = obj;
-		if (!desc) {
-			r = seterr(err, err_size, -ENOENT,
-				   "no linux/amd64 manifest in image index");
+		r = pick_platform(list, &desc, err, err_size);
+		if (r < 0)
 			goto out;
-		}
 	}
-	r = seterr(err, err_size, -EINVAL, "image indexes nested too deep");
+	r = index_seterr(err, err_size, -EINVAL, "image indexes nested too deep");
 out:
 	json_object_put(holder);
 	return r;
@@ -298,49 +347,43 @@ static int load_layer(struct index_image *img, struct json_object *desc,
 	struct json_object *size = get_typed(desc, "size", json_type_int);
 	const char *digest = get_string(desc, "digest");
 	const char *media = get_string(desc, "mediaType");
-	struct stat st;
+	uint8_t raw[32];
 
-	l->path = blob_path(img->dir, digest);
-	if (!l->path || !size || json_object_get_int64(size) < 0)
-		return seterr(err, err_size, -EINVAL,
+	if (!digest || index_digest_parse(digest, raw) < 0 || !size ||
+	    json_object_get_int64(size) < 0)
+		return index_seterr(err, err_size, -EINVAL,
 			      "layer %u: bad digest or size in the manifest", i);
 	l->digest = strdup(digest);
 	l->media_type = strdup(media ? media : "");
 	if (!l->digest || !l->media_type)
 		return -ENOMEM;
 	l->size = (uint64_t)json_object_get_int64(size);
-	if (stat(l->path, &st) < 0)
-		return seterr(err, err_size, -errno, "layer %u: blob '%s': %s",
-			      i, l->path, strerror(errno));
-	if ((uint64_t)st.st_size != l->size)
-		return seterr(err, err_size, -EINVAL,
-			      "layer %u: blob '%s' has %jd bytes, manifest says %ju",
-			      i, l->path, (intmax_t)st.st_size,
-			      (uintmax_t)l->size);
 	if (layer_locator(desc, l) < 0)
-		return seterr(err, err_size, -EINVAL,
+		return index_seterr(err, err_size, -EINVAL,
 			      "layer %u: malformed index annotations", i);
 	return 0;
 }
 
-static int load_config(struct index_image *img, struct json_object *manifest,
-		       char *err, size_t err_size)
+static int load_config(struct index_image *img, struct index_docs *docs,
+		       struct json_object *manifest, char *err,
+		       size_t err_size)
 {
 	struct json_object *cdesc, *config = NULL, *rootfs, *ids, *size;
+	const char *digest;
+	uint8_t raw[32];
 	int r;
 
 	cdesc = get_typed(manifest, "config", json_type_object);
 	size = cdesc ? get_typed(cdesc, "size", json_type_int) : NULL;
-	img->config_path = cdesc ? blob_path(img->dir, get_string(cdesc, "digest"))
-				 : NULL;
-	if (!img->config_path || !size)
-		return seterr(err, err_size, -EINVAL,
+	digest = cdesc ? get_string(cdesc, "digest") : NULL;
+	if (!digest || index_digest_parse(digest, raw) < 0 || !size)
+		return index_seterr(err, err_size, -EINVAL,
 			      "manifest has no valid config descriptor");
-	img->config_digest = strdup(get_string(cdesc, "digest"));
+	img->config_digest = strdup(digest);
 	if (!img->config_digest)
 		return -ENOMEM;
 	img->config_size = (uint64_t)json_object_get_int64(size);
-	r = load_json(img->config_path, &config, err, err_size);
+	r = docs_load(docs, digest, false, &config, err, err_size);
 	if (r < 0)
 		return r;
 	rootfs = get_typed(config, "rootfs", json_type_object);
@@ -358,7 +401,7 @@ static int load_config(struct index_image *img, struct json_object *manifest,
 		}
 	}
 	if (r == 0 && (!ids || json_object_array_length(ids) != img->n_layers))
-		r = seterr(err, err_size, -EINVAL,
+		r = index_seterr(err, err_size, -EINVAL,
 			   "config has %zu diff_ids for %u layers",
 			   ids ? json_object_array_length(ids) : 0,
 			   img->n_layers);
@@ -366,8 +409,9 @@ static int load_config(struct index_image *img, struct json_object *manifest,
 	return r;
 }
 
-static int load_layers(struct index_image *img, struct json_object *manifest,
-		       char *err, size_t err_size)
+static int load_layers(struct index_image *img, struct index_docs *docs,
+		       struct json_object *manifest, char *err,
+		       size_t err_size)
 {
 	struct json_object *layers = get_typed(manifest, "layers",
 					       json_type_array);
@@ -375,7 +419,7 @@ static int load_layers(struct index_image *img, struct json_object *manifest,
 	int r;
 
 	if (!layers || n > 1000)
-		return seterr(err, err_size, -EINVAL,
+		return index_seterr(err, err_size, -EINVAL,
 			      "manifest has no layer list or too many layers");
 	img->layers = calloc(n ? n : 1, sizeof(*img->layers));
 	if (!img->layers)
@@ -385,21 +429,114 @@ static int load_layers(struct index_image *img, struct json_object *manifest,
 		struct json_object *d = json_object_array_get_idx(layers, i);
 
 		if (!json_object_is_type(d, json_type_object))
-			return seterr(err, err_size, -EINVAL,
+			return index_seterr(err, err_size, -EINVAL,
 				      "layer %u: descriptor is not an object", i);
 		r = load_layer(img, d, i, err, err_size);
 		if (r < 0)
 			return r;
 	}
-	return load_config(img, manifest, err, err_size);
+	return load_config(img, docs, manifest, err, err_size);
+}
+
+int index_image_from_docs(struct index_image *img, struct index_docs *docs,
+			  const char *top, size_t top_size, const char *what,
+			  bool layout_index, char *err, size_t err_size)
+{
+	struct json_object *obj = NULL, *desc = NULL, *manifest = NULL;
+	char top_digest[72], hex[65];
+	uint8_t md[32];
+	int r;
+
+	r = parse_json(top, top_size, what, &obj, err, err_size);
+	if (r < 0)
+		return r;
+	if (layout_index) {
+		r = pick_manifest(obj, img->tag, &desc, err, err_size);
+		if (r >= 0)
+			r = load_manifest(docs, desc, NULL, NULL, &manifest,
+					  &img->manifest_digest, err, err_size);
+	} else {
+		/* A registry's answer for a tag or digest: a manifest, or
+		 * an index to pick from. */
+		SHA256((const uint8_t *)top, top_size, md);
+		index_hex(md, 32, hex);
+		snprintf(top_digest, sizeof(top_digest), "sha256:%s", hex);
+		r = load_manifest(docs, NULL, obj, top_digest, &manifest,
+				  &img->manifest_digest, err, err_size);
+	}
+	if (r >= 0)
+		r = load_layers(img, docs, manifest, err, err_size);
+	json_object_put(manifest);
+	json_object_put(obj);
+	return r;
+}
+
+/* Documents of a layout on disk: blobs/sha256/HEX, checked against their
+ * digest like any other source. */
+struct layout_docs {
+	struct index_docs docs;
+	const char *dir;
+};
+
+static int layout_get(struct index_docs *docs, const char *digest,
+		      bool manifest, char **ret_data, size_t *ret_size,
+		      char *err, size_t err_size)
+{
+	struct layout_docs *l = (struct layout_docs *)docs;
+	char *path = blob_path(l->dir, digest);
+	int r;
+
+	if (!path)
+		return index_seterr(err, err_size, -EINVAL, "bad digest '%.80s'",
+			      digest);
+	r = index_read_small_file(path, JSON_MAX, ret_data, ret_size);
+	if (r < 0) {
+		index_seterr(err, err_size, r, "cannot read '%s': %s", path,
+		       strerror(-r));
+	} else if (index_digest_check(digest, *ret_data, *ret_size) < 0) {
+		r = index_seterr(err, err_size, -EBADMSG,
+			   "'%s' does not match its digest", path);
+		free(*ret_data);
+	}
+	free(path);
+	return r;
+}
+
+/* Local blobs must be there, with the size the manifest gives. */
+static int check_local_blobs(struct index_image *img, char *err,
+			     size_t err_size)
+{
+	struct stat st;
+
+	img->config_path = blob_path(img->dir, img->config_digest);
+	if (!img->config_path)
+		return -ENOMEM;
+	for (uint32_t i = 0; i < img->n_layers; i++) {
+		struct index_image_layer *l = &img->layers[i];
+
+		l->path = blob_path(img->dir, l->digest);
+		if (!l->path)
+			return -ENOMEM;
+		if (stat(l->path, &st) < 0)
+			return index_seterr(err, err_size, -errno,
+				      "layer %u: blob '%s': %s", i, l->path,
+				      strerror(errno));
+		if ((uint64_t)st.st_size != l->size)
+			return index_seterr(err, err_size, -EINVAL,
+				      "layer %u: blob '%s' has %jd bytes, manifest says %ju",
+				      i, l->path, (intmax_t)st.st_size,
+				      (uintmax_t)l->size);
+	}
+	return 0;
 }
 
 int index_image_open(const char *ref, struct index_image **ret_image,
 		     char *err, size_t err_size)
 {
-	struct json_object *index = NULL, *desc, *manifest = NULL;
+	struct layout_docs docs = { .docs.get = layout_get };
 	struct index_image *img;
-	char *path = NULL;
+	char *path = NULL, *data = NULL, what[PATH_MAX + 8];
+	size_t size;
 	int r;
 
 	img = calloc(1, sizeof(*img));
@@ -407,36 +544,35 @@ int index_image_open(const char *ref, struct index_image **ret_image,
 		return -ENOMEM;
 	r = parse_ref(ref, &img->dir, &img->tag);
 	if (r < 0) {
-		seterr(err, err_size, r, "bad image reference '%s'", ref);
+		index_seterr(err, err_size, r, "bad image reference '%s'", ref);
 		goto err_free;
 	}
+	docs.dir = img->dir;
 	if (asprintf(&path, "%s/index.json", img->dir) < 0) {
 		r = -ENOMEM;
 		goto err_free;
 	}
-	r = load_json(path, &index, err, err_size);
-	if (r < 0)
+	r = index_read_small_file(path, JSON_MAX, &data, &size);
+	if (r < 0) {
+		index_seterr(err, err_size, r, "cannot read '%s': %s", path,
+		       strerror(-r));
 		goto err_free;
-	r = pick_manifest(index, img->tag, &desc, err, err_size);
-	if (r < 0)
-		goto err_free;
-	r = load_manifest(img->dir, desc, &manifest, &img->manifest_digest,
-			  err, err_size);
-	if (r < 0)
-		goto err_free;
-	r = load_layers(img, manifest, err, err_size);
+	}
+	snprintf(what, sizeof(what), "'%s'", path);
+	r = index_image_from_docs(img, &docs.docs, data, size, what, true,
+				  err, err_size);
+	if (r >= 0)
+		r = check_local_blobs(img, err, err_size);
 	if (r < 0)
 		goto err_free;
 
-	json_object_put(manifest);
-	json_object_put(index);
+	free(data);
 	free(path);
 	*ret_image = img;
 	return 0;
 
 err_free:
-	json_object_put(manifest);
-	json_object_put(index);
+	free(data);
 	free(path);
 	index_image_free(img);
 	return r;
@@ -509,7 +645,7 @@ static int read_locator(int fd, uint64_t blob_size,
 	}
 	free(tail);
 	if (r < 0)
-		seterr(err, err_size, r,
+		index_seterr(err, err_size, r,
 		       "'%s' is not a seekable layer with an index (%s)", path,
 		       r == -EBADMSG ? "no valid trailer" : strerror(-r));
 	return r;
@@ -529,18 +665,18 @@ static int map_index(int fd, struct index_layer_map *m, const char *path,
 		      (off_t)start);
 	if (m->map == MAP_FAILED) {
 		m->map = NULL;
-		return seterr(err, err_size, -errno, "cannot map index of '%s': %s",
+		return index_seterr(err, err_size, -errno, "cannot map index of '%s': %s",
 			      path, strerror(errno));
 	}
 	m->data = (const uint8_t *)m->map + (m->locator.offset - start);
 	m->size = (size_t)m->locator.size;
 	SHA256(m->data, m->size, digest);
 	if (memcmp(digest, m->locator.sha256, 32) != 0)
-		return seterr(err, err_size, -EBADMSG,
+		return index_seterr(err, err_size, -EBADMSG,
 			      "index of '%s' does not match its digest", path);
 	r = index_reader_open(m->data, m->size, &m->reader, &what);
 	if (r < 0)
-		return seterr(err, err_size, r, "corrupt index in '%s': %s",
+		return index_seterr(err, err_size, r, "corrupt index in '%s': %s",
 			      path, what);
 	return 0;
 }
@@ -559,7 +695,7 @@ int index_layer_map_open(const char *path,
 		return -ENOMEM;
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0) {
-		r = seterr(err, err_size, -errno, "cannot open '%s': %s", path,
+		r = index_seterr(err, err_size, -errno, "cannot open '%s': %s", path,
 			   strerror(errno));
 		goto err_free;
 	}
@@ -572,13 +708,13 @@ int index_layer_map_open(const char *path,
 	if (r < 0)
 		goto err_close;
 	if (locator && memcmp(locator, &m->locator, sizeof(*locator)) != 0) {
-		r = seterr(err, err_size, -EBADMSG,
+		r = index_seterr(err, err_size, -EBADMSG,
 			   "index annotations of '%s' disagree with its trailer",
 			   path);
 		goto err_close;
 	}
 	if (m->locator.size == 0 || m->locator.size > SIZE_MAX / 2) {
-		r = seterr(err, err_size, -EBADMSG, "index of '%s' is empty",
+		r = index_seterr(err, err_size, -EBADMSG, "index of '%s' is empty",
 			   path);
 		goto err_close;
 	}
@@ -597,12 +733,53 @@ err_free:
 	return r;
 }
 
+int index_layer_map_from_memory(void *data, const struct index_locator *locator,
+				const char *name,
+				struct index_layer_map **ret_map, char *err,
+				size_t err_size)
+{
+	struct index_layer_map *m;
+	const char *what = NULL;
+	uint8_t digest[32];
+	int r;
+
+	m = calloc(1, sizeof(*m));
+	if (!m) {
+		free(data);
+		return -ENOMEM;
+	}
+	m->map = data;
+	m->data = data;
+	m->size = (size_t)locator->size;
+	m->locator = *locator;
+	SHA256(m->data, m->size, digest);
+	if (memcmp(digest, locator->sha256, 32) != 0) {
+		r = index_seterr(err, err_size, -EBADMSG,
+			   "index of '%s' does not match its digest", name);
+		goto err_free;
+	}
+	r = index_reader_open(m->data, m->size, &m->reader, &what);
+	if (r < 0) {
+		index_seterr(err, err_size, r, "corrupt index in '%s': %s", name,
+		       what);
+		goto err_free;
+	}
+	*ret_map = m;
+	return 0;
+
+err_free:
+	index_layer_map_free(m);
+	return r;
+}
+
 void index_layer_map_free(struct index_layer_map *map)
 {
 	if (!map)
 		return;
 	index_reader_free(map->reader);
-	if (map->map)
+	if (map->map && map->map_size)
 		munmap(map->map, map->map_size);
+	else
+		free(map->map);
 	free(map);
 }

@@ -9,6 +9,7 @@
 #ifndef IMGFS_IMAGE_H
 #define IMGFS_IMAGE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -54,10 +55,37 @@ int index_image_open(const char *ref, struct index_image **ret_image,
 		     char *err, size_t err_size);
 void index_image_free(struct index_image *image);
 
+/*
+ * Where the image's JSON documents come from: a layout on disk, or a
+ * server (remote.h).  get() returns the blob @digest (a manifest when
+ * @manifest, else a config) as a malloc'd buffer of *ret_size bytes with a
+ * NUL after them, already checked against @digest.
+ */
+struct index_docs {
+	int (*get)(struct index_docs *docs, const char *digest, bool manifest,
+		   char **ret_data, size_t *ret_size, char *err,
+		   size_t err_size);
+};
+
+/*
+ * Fills @img (zeroed, with ->tag set or NULL) from its top document @top:
+ * a layout's index.json when @layout_index (the manifest is picked by
+ * tag), else a registry's answer for a tag or digest (a manifest, or an
+ * index from which linux/amd64 is picked).  @what names @top in errors.
+ * Sets no paths: blobs are the caller's business.
+ */
+int index_image_from_docs(struct index_image *img, struct index_docs *docs,
+			  const char *top, size_t top_size, const char *what,
+			  bool layout_index, char *err, size_t err_size);
+
+/* 0 when @data hashes to @digest ("sha256:<hex>"), -EBADMSG when not,
+ * -EINVAL for a malformed digest. */
+int index_digest_check(const char *digest, const void *data, size_t size);
+
 /* The index of one layer blob, mapped from its file and validated. */
 struct index_layer_map {
-	void *map; /* the mmap'd region (page aligned) */
-	size_t map_size;
+	void *map; /* the mmap'd region (page aligned), or a heap buffer */
+	size_t map_size; /* 0: map is a heap buffer */
 	const uint8_t *data; /* the raw index inside map */
 	size_t size;
 	struct index_locator locator;
@@ -76,6 +104,16 @@ int index_layer_map_open(const char *path,
 			 struct index_layer_map **ret_map, char *err,
 			 size_t err_size);
 void index_layer_map_free(struct index_layer_map *map);
+
+/*
+ * The same for an index fetched into memory: @data (malloc'd, taken over
+ * even on failure) holds the @locator->size raw index bytes of blob
+ * @name.  Checks them against the locator's SHA-256 and validates them.
+ */
+int index_layer_map_from_memory(void *data, const struct index_locator *locator,
+				const char *name,
+				struct index_layer_map **ret_map, char *err,
+				size_t err_size);
 
 /* Reads a whole small file (JSON) into a NUL-terminated malloc'd buffer;
  * refuses files over @max bytes with -EFBIG. */

@@ -219,6 +219,11 @@ int index_blob_tail_parse(const uint8_t *tail, size_t tail_size,
 			  uint64_t blob_size, struct index_locator *ret_locator,
 			  uint64_t *ret_need);
 
+/* Formats a message into @err (@err_size bytes; NULL/0 for none) and
+ * returns @code: the library's way of saying what failed where. */
+int index_seterr(char *err, size_t err_size, int code, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
 /* Renders a 32-byte hash as 64 lowercase hex digits plus NUL. */
 void index_hex(const uint8_t *hash, size_t len, char *out);
 /* Parses "sha256:<64 hex>" into @out; -EINVAL if malformed. */

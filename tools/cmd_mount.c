@@ -25,6 +25,14 @@ static int parse_o(struct fs_options *o, char *list, char **fuse_opts)
 			o->threads = (unsigned int)atoi(opt + 8);
 		} else if (strcmp(opt, "debug") == 0) {
 			o->debug = 1;
+		} else if (strncmp(opt, "authfile=", 9) == 0) {
+			o->authfile = opt + 9;
+		} else if (strncmp(opt, "deadline=", 9) == 0) {
+			o->deadline_s = (unsigned int)atoi(opt + 9);
+		} else if (strcmp(opt, "insecure") == 0) {
+			o->insecure = 1;
+		} else if (strcmp(opt, "http_debug") == 0) {
+			o->http_debug = 1;
 		} else {
 			size_t have = *fuse_opts ? strlen(*fuse_opts) : 0;
 			char *p = realloc(*fuse_opts, have + strlen(opt) + 2);
@@ -64,7 +72,9 @@ int imgtool_mount(int argc, char **argv)
 	}
 	if (argc - optind != 2) {
 		imgtool_error("usage: imgtool mount [-f] [-d] [-o OPTIONS] "
-			      "oci:DIR[:TAG] MOUNTPOINT");
+			      "SOURCE MOUNTPOINT\n"
+			      "  SOURCE: oci:DIR[:TAG], docker://HOST[:PORT]/REPO[:TAG|@DIGEST],\n"
+			      "          http(s)://HOST/PATH[:TAG] (a served OCI layout)");
 		return 2;
 	}
 	o.source = argv[optind];
