@@ -267,19 +267,15 @@ err_memory:
 	return r < 0 ? r : 0;
 }
 
-/* Fetches a chunk that has no good cache file and stores it.  Stripe
- * held. */
-static int cache_fill(struct fs_ctx *ctx, struct fs_worker *worker,
+/* Stores the verified chunk in worker->chunk; returns its descriptor. */
+static int cache_keep(struct fs_ctx *ctx, struct fs_worker *worker,
 		      uint32_t layer, uint32_t chunk_no,
-		      const struct index_chunk *chunk, const char *name,
-		      int *ret_fd)
+		      const struct index_chunk *chunk, int *ret_fd)
 {
+	char name[CACHE_NAME_SIZE];
 	int r;
 
-	r = fs_fetch_chunk(ctx, worker, layer, chunk_no, chunk);
-	if (r < 0)
-		return r;
-
+	cache_name(chunk->sha256, name);
 	r = cache_store(&ctx->cache, worker, layer, chunk_no, chunk, name,
 			ret_fd);
 	if (r < 0) {
@@ -294,8 +290,111 @@ static int cache_fill(struct fs_ctx *ctx, struct fs_worker *worker,
 	return 0;
 }
 
+/* Chunks to fetch along with the first one, and the stripes they hold. */
+struct cache_run {
+	uint32_t n;
+	struct index_chunk chunks[FS_SPAN_MAX_CHUNKS];
+	pthread_mutex_t *locks[FS_SPAN_MAX_CHUNKS]; /* NULL: not ours */
+};
+
+/*
+ * Extends @run (holding the first chunk, whose stripe the caller holds)
+ * with the chunks after it, up to @last_wanted, that are missing from the
+ * cache and follow it back to back in the blob.  Their stripes are only
+ * tried, never waited for (that could deadlock against a thread growing a
+ * run the other way); a stripe held elsewhere ends the run.
+ */
+static void cache_grow_run(struct fs_ctx *ctx, uint32_t layer,
+			   uint32_t chunk_no, uint32_t last_wanted,
+			   struct cache_run *run)
+{
+	const struct index_reader *reader = ctx->layers[layer].reader;
+	uint32_t count = index_reader_chunk_count(reader);
+	struct fs_cache *cache = &ctx->cache;
+	pthread_mutex_t *first = cache_stripe(cache, run->chunks[0].sha256);
+	uint64_t bytes = run->chunks[0].blob_len;
+	char name[CACHE_NAME_SIZE];
+
+	for (uint32_t c = chunk_no + 1; c <= last_wanted && c < count &&
+					run->n < FS_SPAN_MAX_CHUNKS; c++) {
+		struct index_chunk *prev = &run->chunks[run->n - 1];
+		struct index_chunk *next = &run->chunks[run->n];
+		pthread_mutex_t *lock;
+		bool held = false;
+
+		index_reader_chunk(reader, c, next);
+		if (next->blob_off != prev->blob_off + prev->blob_len ||
+		    bytes + next->blob_len > FS_SPAN_MAX_BYTES ||
+		    cache_verified(cache, layer, c))
+			break;
+		lock = cache_stripe(cache, next->sha256);
+		for (uint32_t i = 0; i < run->n; i++)
+			held |= run->locks[i] == lock;
+		held |= lock == first;
+		if (!held && pthread_mutex_trylock(lock) != 0)
+			break;
+		cache_name(next->sha256, name);
+		if (faccessat(cache->chunks_fd, name, F_OK, 0) == 0) {
+			/* Cached already: served (and checked) on its own. */
+			if (!held)
+				pthread_mutex_unlock(lock);
+			break;
+		}
+		run->locks[run->n] = held ? NULL : lock;
+		bytes += next->blob_len;
+		run->n++;
+	}
+}
+
+/*
+ * Fetches a chunk that has no good cache file, with the missing chunks
+ * after it up to @last_wanted when they come from a server, and stores
+ * them.  Stripe of the first chunk held.
+ */
+static int cache_fill(struct fs_ctx *ctx, struct fs_worker *worker,
+		      uint32_t layer, uint32_t chunk_no, uint32_t last_wanted,
+		      const struct index_chunk *chunk, int *ret_fd)
+{
+	struct cache_run run = { .n = 1, .chunks[0] = *chunk };
+	const uint8_t *frame;
+	int fd, r;
+
+	if (!ctx->remote || last_wanted <= chunk_no) {
+		r = fs_fetch_chunk(ctx, worker, layer, chunk_no, chunk);
+		if (r < 0)
+			return r;
+		return cache_keep(ctx, worker, layer, chunk_no, chunk, ret_fd);
+	}
+
+	cache_grow_run(ctx, layer, chunk_no, last_wanted, &run);
+	r = fs_fetch_span(ctx, worker, layer, chunk_no, run.chunks, run.n);
+	frame = worker->span.data;
+	for (uint32_t i = 0; r >= 0 && i < run.n; i++) {
+		r = fs_fetch_decode(ctx, worker, layer, chunk_no + i,
+				    &run.chunks[i], frame);
+		if (r >= 0)
+			r = cache_keep(ctx, worker, layer, chunk_no + i,
+				       &run.chunks[i], &fd);
+		if (r >= 0 && i == 0)
+			*ret_fd = fd;
+		else if (r >= 0)
+			close(fd);
+		frame += run.chunks[i].blob_len;
+	}
+	if (r < 0 && run.n > 1 && *ret_fd >= 0) {
+		/* The first chunk is good; a later one failed: it is
+		 * fetched again when it is read. */
+		r = 0;
+	}
+	for (uint32_t i = 1; i < run.n; i++)
+		if (run.locks[i])
+			pthread_mutex_unlock(run.locks[i]);
+	return r;
+}
+
 int fs_cache_chunk_fd(struct fs_ctx *ctx, struct fs_worker *worker,
-		      uint32_t layer, uint32_t chunk_no, int *ret_fd)
+		      uint32_t layer, uint32_t chunk_no, uint32_t last_wanted,
+		      int *ret_fd)
 {
 	struct fs_cache *cache = &ctx->cache;
 	char name[CACHE_NAME_SIZE];
@@ -324,8 +423,9 @@ int fs_cache_chunk_fd(struct fs_ctx *ctx, struct fs_worker *worker,
 		fs_stat_add(ctx, cache_hits, 1);
 	} else if (r == 0) {
 		fs_stat_add(ctx, cache_misses, 1);
-		r = cache_fill(ctx, worker, layer, chunk_no, &chunk, name,
-			       ret_fd);
+		*ret_fd = -1;
+		r = cache_fill(ctx, worker, layer, chunk_no, last_wanted,
+			       &chunk, ret_fd);
 	} else {
 		fs_log_limited(&cache_ratelimit, LOG_ERR,
 			       "cannot open cache file %s/chunks/%s: %s",

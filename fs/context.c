@@ -10,6 +10,9 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <limits.h>
+#include <stdio.h>
+#include <sys/stat.h>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -45,6 +48,76 @@ static int ctx_open_image(struct fs_ctx *ctx)
 	return 0;
 }
 
+static const char *ctx_cache_dir(const struct fs_ctx *ctx)
+{
+	return ctx->opts->cache_dir ? ctx->opts->cache_dir :
+				      FS_DEFAULT_CACHE_DIR;
+}
+
+/* Keeps a fetched index in DIR/indexes/<sha256 of the index>, written to
+ * a temp file and renamed; failing to keep it only costs a request at the
+ * next mount. */
+static void ctx_keep_index(const struct fs_ctx *ctx,
+			   const struct index_layer_map *map, const char *path)
+{
+	char dir[PATH_MAX], tmp[PATH_MAX + 32];
+	int fd;
+
+	snprintf(dir, sizeof(dir), "%s/indexes", ctx_cache_dir(ctx));
+	if (mkdir(ctx_cache_dir(ctx), 0755) < 0 && errno != EEXIST)
+		return;
+	if (mkdir(dir, 0755) < 0 && errno != EEXIST)
+		return;
+	snprintf(tmp, sizeof(tmp), "%s.%ld.tmp", path, (long)getpid());
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0)
+		return;
+	if (write(fd, map->data, map->size) == (ssize_t)map->size &&
+	    fsync(fd) == 0 && close(fd) == 0) {
+		if (rename(tmp, path) == 0)
+			return;
+	} else {
+		close(fd);
+	}
+	unlink(tmp);
+}
+
+/*
+ * A remote layer's index: from the cache directory when an earlier mount
+ * kept it (checked against the manifest's digest like a fetched one),
+ * else with one range request.
+ */
+static int ctx_remote_index(struct fs_ctx *ctx,
+			    const struct index_image_layer *desc,
+			    struct index_layer_map **ret_map, char *err,
+			    size_t err_size)
+{
+	char path[PATH_MAX], hex[65];
+	size_t size;
+	char *data;
+	int r;
+
+	if (!desc->has_locator)
+		return remote_layer_map_open(ctx->remote, desc, ret_map, err,
+					     err_size);
+	index_hex(desc->locator.sha256, 32, hex);
+	snprintf(path, sizeof(path), "%s/indexes/%s", ctx_cache_dir(ctx), hex);
+	if (index_read_small_file(path, SIZE_MAX / 2, &data, &size) == 0) {
+		if (size == desc->locator.size &&
+		    index_layer_map_from_memory(data, &desc->locator,
+						desc->digest, ret_map, NULL,
+						0) == 0)
+			return 0;
+		if (size != desc->locator.size)
+			free(data);
+		fs_log(LOG_WARNING, "ignoring bad cached index %s", path);
+	}
+	r = remote_layer_map_open(ctx->remote, desc, ret_map, err, err_size);
+	if (r >= 0)
+		ctx_keep_index(ctx, *ret_map, path);
+	return r;
+}
+
 static int ctx_open_layer(struct fs_ctx *ctx, uint32_t i)
 {
 	const struct index_image_layer *desc = &ctx->image->layers[i];
@@ -54,8 +127,7 @@ static int ctx_open_layer(struct fs_ctx *ctx, uint32_t i)
 
 	l->desc = desc;
 	if (ctx->remote)
-		r = remote_layer_map_open(ctx->remote, desc, &l->map, err,
-					  sizeof(err));
+		r = ctx_remote_index(ctx, desc, &l->map, err, sizeof(err));
 	else
 		r = index_layer_map_open(desc->path,
 					 desc->has_locator ? &desc->locator :
@@ -174,8 +246,7 @@ int fs_ctx_open(const struct fs_options *opts, struct fs_ctx **ret_ctx)
 		r = ctx_count_bytes(ctx);
 	if (r >= 0)
 		r = fs_cache_open(&ctx->cache,
-				  opts->cache_dir ? opts->cache_dir :
-						    FS_DEFAULT_CACHE_DIR,
+				  ctx_cache_dir(ctx),
 				  ctx->layers, ctx->n_layers);
 	if (r < 0)
 		goto err_free;

@@ -78,12 +78,11 @@ static int fetch_read_frame(struct fs_ctx *ctx, struct fs_worker *worker,
 	return 0;
 }
 
-/* Decompresses the frame in worker->zframe into worker->chunk. */
+/* Decompresses the frame at @src into worker->chunk. */
 static int fetch_decompress(struct fs_worker *worker,
-			    const struct index_chunk *chunk,
+			    const struct index_chunk *chunk, const uint8_t *src,
 			    const char **ret_cause)
 {
-	const uint8_t *src = worker->zframe.data;
 	unsigned long long declared;
 	size_t n;
 
@@ -113,29 +112,31 @@ static int fetch_decompress(struct fs_worker *worker,
 	return 0;
 }
 
-int fs_fetch_chunk(struct fs_ctx *ctx, struct fs_worker *worker,
-		   uint32_t layer, uint32_t chunk_no,
-		   const struct index_chunk *chunk)
+/* Sizes the index gives are untrusted too: bound them before any buffer
+ * is sized from them. */
+static bool fetch_sizes_ok(const struct index_chunk *chunk)
+{
+	return chunk->tar_len <= INDEX_CHUNK_MAX && chunk->blob_len != 0 &&
+	       chunk->blob_len <= ZSTD_compressBound(INDEX_CHUNK_MAX);
+}
+
+int fs_fetch_decode(struct fs_ctx *ctx, struct fs_worker *worker,
+		    uint32_t layer, uint32_t chunk_no,
+		    const struct index_chunk *chunk, const uint8_t *frame)
 {
 	const struct fs_layer *l = &ctx->layers[layer];
 	uint8_t md[SHA256_DIGEST_LENGTH];
 	const char *cause;
 	int r;
 
-	if (chunk->tar_len > INDEX_CHUNK_MAX || chunk->blob_len == 0 ||
-	    chunk->blob_len > ZSTD_compressBound(INDEX_CHUNK_MAX)) {
+	if (!fetch_sizes_ok(chunk)) {
 		fetch_fail(l, chunk_no, chunk, "chunk size out of range");
 		return -EIO;
 	}
-	r = fs_buf_reserve(&worker->zframe, chunk->blob_len);
-	if (r >= 0)
-		r = fs_buf_reserve(&worker->chunk, chunk->tar_len);
+	r = fs_buf_reserve(&worker->chunk, chunk->tar_len);
 	if (r < 0)
 		return r;
-
-	r = fetch_read_frame(ctx, worker, l, chunk, &cause);
-	if (r >= 0)
-		r = fetch_decompress(worker, chunk, &cause);
+	r = fetch_decompress(worker, chunk, frame, &cause);
 	if (r < 0)
 		goto err_fail;
 
@@ -152,4 +153,57 @@ int fs_fetch_chunk(struct fs_ctx *ctx, struct fs_worker *worker,
 err_fail:
 	fetch_fail(l, chunk_no, chunk, cause);
 	return r;
+}
+
+int fs_fetch_chunk(struct fs_ctx *ctx, struct fs_worker *worker,
+		   uint32_t layer, uint32_t chunk_no,
+		   const struct index_chunk *chunk)
+{
+	const struct fs_layer *l = &ctx->layers[layer];
+	const char *cause;
+	int r;
+
+	if (!fetch_sizes_ok(chunk)) {
+		fetch_fail(l, chunk_no, chunk, "chunk size out of range");
+		return -EIO;
+	}
+	r = fs_buf_reserve(&worker->zframe, chunk->blob_len);
+	if (r < 0)
+		return r;
+	r = fetch_read_frame(ctx, worker, l, chunk, &cause);
+	if (r < 0) {
+		fetch_fail(l, chunk_no, chunk, cause);
+		return r;
+	}
+	return fs_fetch_decode(ctx, worker, layer, chunk_no, chunk,
+			       worker->zframe.data);
+}
+
+int fs_fetch_span(struct fs_ctx *ctx, struct fs_worker *worker,
+		  uint32_t layer, uint32_t first_no,
+		  const struct index_chunk *chunks, uint32_t n)
+{
+	const struct fs_layer *l = &ctx->layers[layer];
+	const struct index_chunk *last = &chunks[n - 1];
+	uint64_t len = last->blob_off + last->blob_len - chunks[0].blob_off;
+	int r;
+
+	if (len > FS_SPAN_MAX_BYTES) {
+		fetch_fail(l, first_no, &chunks[0], "span too large");
+		return -EIO;
+	}
+	r = fs_buf_reserve(&worker->span, (size_t)len);
+	if (r < 0)
+		return r;
+	r = remote_blob_read(ctx->remote, l->desc->digest, chunks[0].blob_off,
+			     (size_t)len, worker->span.data, worker->err,
+			     sizeof(worker->err));
+	fs_stat_add(ctx, blob_reads, 1);
+	if (r < 0) {
+		fetch_fail(l, first_no, &chunks[0],
+			   worker->err[0] ? worker->err : fs_strerror(-r));
+		return r == -ENOMEM ? r : -EIO;
+	}
+	fs_stat_add(ctx, blob_bytes_read, len);
+	return 0;
 }

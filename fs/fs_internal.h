@@ -43,6 +43,10 @@
  * holds an unbounded number of descriptors. */
 #define FS_READ_MAX_FDS 64
 
+/* At most this many chunks, and this many blob bytes, in one request. */
+#define FS_SPAN_MAX_CHUNKS 32
+#define FS_SPAN_MAX_BYTES (16u << 20)
+
 /* ---- counters (the FS_STATS_XATTR text) ---- */
 
 /* All atomic, updated with relaxed ordering: they are statistics and order
@@ -131,6 +135,7 @@ struct fs_worker {
 	int ring_tried; /* ring creation was attempted */
 	ZSTD_DCtx *dctx;
 	struct fs_buf zframe; /* a compressed chunk frame */
+	struct fs_buf span; /* frames of several chunks, one request */
 	struct fs_buf chunk; /* a decompressed or verified chunk */
 	struct fs_buf reply; /* replies served from memory, readdir */
 	struct fuse_bufvec *bufv; /* fd-backed read replies */
@@ -189,6 +194,19 @@ int fs_fetch_chunk(struct fs_ctx *ctx, struct fs_worker *worker,
 		   uint32_t layer, uint32_t chunk_no,
 		   const struct index_chunk *chunk);
 
+/* Reads the frames of @n chunks that lie back to back in the blob of
+ * @layer (chunks[0] first) into worker->span with one request.  Returns 0,
+ * -EIO (logged) or -ENOMEM. */
+int fs_fetch_span(struct fs_ctx *ctx, struct fs_worker *worker,
+		  uint32_t layer, uint32_t first_no,
+		  const struct index_chunk *chunks, uint32_t n);
+
+/* Decompresses and verifies the frame at @frame (chunk->blob_len bytes)
+ * into worker->chunk, as fs_fetch_chunk() does after reading it. */
+int fs_fetch_decode(struct fs_ctx *ctx, struct fs_worker *worker,
+		    uint32_t layer, uint32_t chunk_no,
+		    const struct index_chunk *chunk, const uint8_t *frame);
+
 /* ---- chunk cache (cache.c) ---- */
 
 /* Opens (creating as needed) DIR/chunks and DIR/tmp, and removes temp
@@ -201,11 +219,14 @@ void fs_cache_close(struct fs_cache *cache);
 /*
  * Returns in *ret_fd a new read-only descriptor holding exactly the
  * chunk's tar_len verified bytes from offset 0, fetching the chunk first
- * when it is not cached.  The caller closes it.  May block while another
+ * when it is not cached.  @last_wanted (>= @chunk_no) is the last chunk
+ * the caller is about to read: from a server, missing chunks up to it
+ * that follow in the blob are fetched in the same request.  The caller closes it.  May block while another
  * thread fetches the same content.  Returns 0, -EIO (logged) or -ENOMEM.
  */
 int fs_cache_chunk_fd(struct fs_ctx *ctx, struct fs_worker *worker,
-		      uint32_t layer, uint32_t chunk_no, int *ret_fd);
+		      uint32_t layer, uint32_t chunk_no, uint32_t last_wanted,
+		      int *ret_fd);
 
 /* ---- the read path (read.c) ---- */
 

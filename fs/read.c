@@ -25,6 +25,7 @@ struct read_iter {
 	uint64_t pos; /* next tar offset to cover */
 	uint64_t end; /* tar offset just past the range */
 	uint32_t chunk_no; /* chunk holding pos */
+	uint32_t last_chunk; /* chunk holding the range's last byte */
 };
 
 struct read_piece {
@@ -53,7 +54,9 @@ static int read_iter_start(struct read_iter *it, const struct fs_layer *layer,
 		return read_iter_fail(it);
 	if (len == 0)
 		return 0;
-	if (index_reader_find_chunk(it->reader, tar_off, &it->chunk_no) < 0)
+	if (index_reader_find_chunk(it->reader, tar_off, &it->chunk_no) < 0 ||
+	    index_reader_find_chunk(it->reader, it->end - 1,
+				    &it->last_chunk) < 0)
 		return read_iter_fail(it);
 	return 0;
 }
@@ -124,7 +127,8 @@ static int read_copy(struct fs_ctx *ctx, struct fs_worker *worker,
 		r = read_iter_next(&it, &p);
 		if (r <= 0)
 			break;
-		r = fs_cache_chunk_fd(ctx, worker, layer, p.chunk_no, &fd);
+		r = fs_cache_chunk_fd(ctx, worker, layer, p.chunk_no,
+				      it.last_chunk, &fd);
 		if (r < 0)
 			break;
 		n = fs_uring_read(fs_worker_ring(worker), fd, dst, p.len,
@@ -162,7 +166,8 @@ static int read_reply_fds(struct fs_ctx *ctx, struct fs_worker *worker,
 		r = read_iter_next(&it, &p);
 		if (r <= 0)
 			break;
-		r = fs_cache_chunk_fd(ctx, worker, layer, p.chunk_no, &fd);
+		r = fs_cache_chunk_fd(ctx, worker, layer, p.chunk_no,
+				      it.last_chunk, &fd);
 		if (r < 0)
 			break;
 		bv->buf[k] = (struct fuse_buf){

@@ -32,6 +32,7 @@ static void worker_free(void *p)
 	fs_uring_free(w->ring);
 	ZSTD_freeDCtx(w->dctx);
 	free(w->zframe.data);
+	free(w->span.data);
 	free(w->chunk.data);
 	free(w->reply.data);
 	free(w->bufv);
