@@ -28,15 +28,15 @@ static int ctx_open_image(struct fs_ctx *ctx)
 	int r;
 
 	const struct fs_options *o = ctx->opts;
-	struct remote_options ro = {
+	struct fs_remote_options ro = {
 		.authfile = o->authfile,
 		.deadline_ms = o->deadline_s * 1000,
 		.insecure = o->insecure,
 		.verbose = o->http_debug,
 	};
 
-	if (remote_is_ref(o->source))
-		r = remote_open(o->source, &ro, &ctx->remote, &ctx->image, err,
+	if (fs_remote_is_ref(o->source))
+		r = fs_remote_open(o->source, &ro, &ctx->remote, &ctx->image, err,
 				sizeof(err));
 	else
 		r = index_image_open(o->source, &ctx->image, err, sizeof(err));
@@ -98,7 +98,7 @@ static int ctx_remote_index(struct fs_ctx *ctx,
 	int r;
 
 	if (!desc->has_locator)
-		return remote_layer_map_open(ctx->remote, desc, ret_map, err,
+		return fs_remote_layer_map_open(ctx->remote, desc, ret_map, err,
 					     err_size);
 	index_hex(desc->locator.sha256, 32, hex);
 	snprintf(path, sizeof(path), "%s/indexes/%s", ctx_cache_dir(ctx), hex);
@@ -112,7 +112,7 @@ static int ctx_remote_index(struct fs_ctx *ctx,
 			free(data);
 		fs_log(LOG_WARNING, "ignoring bad cached index %s", path);
 	}
-	r = remote_layer_map_open(ctx->remote, desc, ret_map, err, err_size);
+	r = fs_remote_layer_map_open(ctx->remote, desc, ret_map, err, err_size);
 	if (r >= 0)
 		ctx_keep_index(ctx, *ret_map, path);
 	return r;
@@ -275,6 +275,6 @@ void fs_ctx_free(struct fs_ctx *ctx)
 	free(ctx->layers);
 	free(ctx->readers);
 	index_image_free(ctx->image);
-	remote_free(ctx->remote);
+	fs_remote_free(ctx->remote);
 	free(ctx);
 }

@@ -39,7 +39,7 @@ static int fetch_remote_frame(struct fs_ctx *ctx, struct fs_worker *worker,
 {
 	int r;
 
-	r = remote_blob_read(ctx->remote, layer->desc->digest, chunk->blob_off,
+	r = fs_remote_blob_read(ctx->remote, layer->desc->digest, chunk->blob_off,
 			     chunk->blob_len, worker->zframe.data,
 			     worker->err, sizeof(worker->err));
 	fs_stat_add(ctx, blob_reads, 1);
@@ -195,7 +195,7 @@ int fs_fetch_span(struct fs_ctx *ctx, struct fs_worker *worker,
 	r = fs_buf_reserve(&worker->span, (size_t)len);
 	if (r < 0)
 		return r;
-	r = remote_blob_read(ctx->remote, l->desc->digest, chunks[0].blob_off,
+	r = fs_remote_blob_read(ctx->remote, l->desc->digest, chunks[0].blob_off,
 			     (size_t)len, worker->span.data, worker->err,
 			     sizeof(worker->err));
 	fs_stat_add(ctx, blob_reads, 1);

@@ -26,7 +26,7 @@
 #include "fs/fs.h"
 #include "index/image.h"
 #include "index/index.h"
-#include "index/remote.h"
+#include "fs/remote.h"
 #include "index/tree.h"
 
 /* The image never changes under a mount, so the kernel may keep names and
@@ -93,7 +93,7 @@ struct fs_layer {
 struct fs_ctx {
 	const struct fs_options *opts; /* immutable; borrowed from caller */
 	struct index_image *image; /* immutable; owned */
-	struct remote *remote; /* owned; NULL for a local layout */
+	struct fs_remote *remote; /* owned; NULL for a local layout */
 	uint32_t n_layers; /* immutable */
 	struct fs_layer *layers; /* immutable; owned, n_layers */
 	const struct index_reader **readers; /* immutable; owned array */

@@ -39,7 +39,7 @@ size_t fs_stats_format(const struct fs_ctx *ctx, char *buf, size_t size)
 		     ctx->n_layers, ctx->n_inodes);
 #undef LOAD
 	if (n >= 0 && (size_t)n < size && ctx->remote) {
-		const struct remote_stats *r = remote_stats(ctx->remote);
+		const struct fs_remote_stats *r = fs_remote_stats(ctx->remote);
 		int m;
 
 #define LOAD(field) atomic_load_explicit(&r->field, memory_order_relaxed)

@@ -35,7 +35,7 @@
 #include <openssl/evp.h>
 
 #include "config.h"
-#include "remote.h"
+#include "fs/remote.h"
 
 #define DOC_MAX (4u << 20) /* manifests, indexes, configs, tokens */
 #define INDEX_FETCH_MAX (512u << 20) /* one layer's index */
@@ -56,7 +56,7 @@ enum remote_kind {
 	REMOTE_LAYOUT, /* http(s):// serving an OCI layout */
 };
 
-struct remote {
+struct fs_remote {
 	struct index_docs docs; /* first: remote.c's document source */
 	enum remote_kind kind;
 	char *base; /* "http://host:port" or the layout's URL */
@@ -77,12 +77,12 @@ struct remote {
 	size_t n_handles;
 	pthread_key_t handle_key; /* the calling thread's CURL handle */
 
-	struct remote_stats stats;
+	struct fs_remote_stats stats;
 };
 
 /* One request and what its answer has shown so far. */
 struct xfer {
-	struct remote *rm;
+	struct fs_remote *rm;
 	const char *url;
 	const char *accept; /* extra header, or NULL */
 	const char *auth; /* fixed Authorization line: no refresh */
@@ -138,7 +138,7 @@ static void sleep_ms(uint64_t ms)
 
 /* ---- references ---- */
 
-bool remote_is_ref(const char *ref)
+bool fs_remote_is_ref(const char *ref)
 {
 	return strncmp(ref, "docker://", 9) == 0 ||
 	       strncmp(ref, "http://", 7) == 0 ||
@@ -177,7 +177,7 @@ static bool tag_ok(const char *s)
 }
 
 /* docker://HOST[:PORT]/REPO[:TAG|@sha256:HEX] */
-static int parse_docker_ref(struct remote *rm, const char *ref, bool insecure,
+static int parse_docker_ref(struct fs_remote *rm, const char *ref, bool insecure,
 			    char *err, size_t err_size)
 {
 	const char *s = ref + 9, *slash = strchr(s, '/'), *at, *colon;
@@ -223,7 +223,7 @@ bad:
 
 /* http(s)://HOST[:PORT]/PATH[:TAG]: a tag is a colon in the last path
  * element. */
-static int parse_layout_ref(struct remote *rm, const char *ref, char *err,
+static int parse_layout_ref(struct fs_remote *rm, const char *ref, char *err,
 			    size_t err_size)
 {
 	const char *hs = strstr(ref, "://") + 3, *slash = strchr(hs, '/');
@@ -276,7 +276,7 @@ static char *b64_encode(const char *s)
 	return out;
 }
 
-static int load_authfile(struct remote *rm, const char *path, char *err,
+static int load_authfile(struct fs_remote *rm, const char *path, char *err,
 			 size_t err_size)
 {
 	struct json_object *root, *auths, *v;
@@ -328,7 +328,7 @@ static int load_authfile(struct remote *rm, const char *path, char *err,
 
 /* ---- per-thread handles ---- */
 
-static CURL *thread_handle(struct remote *rm)
+static CURL *thread_handle(struct fs_remote *rm)
 {
 	CURL *h = pthread_getspecific(rm->handle_key), **grown;
 
@@ -565,7 +565,7 @@ static enum outcome classify(struct xfer *x, CURLcode rc, char *cause,
 	return OUT_FAIL;
 }
 
-static int auth_refresh(struct remote *rm, const char *challenge,
+static int auth_refresh(struct fs_remote *rm, const char *challenge,
 			unsigned int gen_seen, char *err, size_t err_size);
 
 static void remote_global_init(void)
@@ -574,7 +574,7 @@ static void remote_global_init(void)
 }
 
 /* Sets up @h for one try of @x; @auth is the Authorization line or NULL. */
-static struct curl_slist *xfer_setup(struct remote *rm, CURL *h,
+static struct curl_slist *xfer_setup(struct fs_remote *rm, CURL *h,
 				     struct xfer *x, const char *auth,
 				     uint64_t remaining_ms)
 {
@@ -623,7 +623,7 @@ static struct curl_slist *xfer_setup(struct remote *rm, CURL *h,
  * Runs @x to completion: tries, backs off, refreshes credentials, until
  * it is done, fails for good, or the deadline passes.
  */
-static int xfer_run(struct remote *rm, struct xfer *x, char *err,
+static int xfer_run(struct fs_remote *rm, struct xfer *x, char *err,
 		    size_t err_size)
 {
 	uint64_t start = now_ms(), deadline = start + rm->deadline_ms;
@@ -730,7 +730,7 @@ static bool challenge_param(const char *params, const char *key, char *out,
 }
 
 /* Asks the token server for a token; returns it malloc'd. */
-static int token_fetch(struct remote *rm, const char *params, char **ret,
+static int token_fetch(struct fs_remote *rm, const char *params, char **ret,
 		       char *err, size_t err_size)
 {
 	char realm[512], service[256] = "", scope[512] = "", *url = NULL;
@@ -802,7 +802,7 @@ out:
  * a Basic one.  @gen_seen is the auth generation the failed request used;
  * if another thread has refreshed since, its result is simply used.
  */
-static int auth_refresh(struct remote *rm, const char *challenge,
+static int auth_refresh(struct fs_remote *rm, const char *challenge,
 			unsigned int gen_seen, char *err, size_t err_size)
 {
 	char *line = NULL, *token = NULL;
@@ -852,7 +852,7 @@ out:
 /* ---- documents ---- */
 
 /* GETs @url as a document of at most @max bytes (NUL-terminated). */
-static int get_doc(struct remote *rm, const char *url, const char *accept,
+static int get_doc(struct fs_remote *rm, const char *url, const char *accept,
 		   size_t max, char **ret_data, size_t *ret_size, char *err,
 		   size_t err_size)
 {
@@ -876,7 +876,7 @@ static int get_doc(struct remote *rm, const char *url, const char *accept,
 	return 0;
 }
 
-static char *blob_url(const struct remote *rm, const char *digest)
+static char *blob_url(const struct fs_remote *rm, const char *digest)
 {
 	char *url;
 	int n;
@@ -893,7 +893,7 @@ static int docs_get(struct index_docs *docs, const char *digest,
 		    bool manifest, char **ret_data, size_t *ret_size,
 		    char *err, size_t err_size)
 {
-	struct remote *rm = (struct remote *)docs;
+	struct fs_remote *rm = (struct fs_remote *)docs;
 	uint8_t raw[32];
 	char *url;
 	int r, n;
@@ -921,7 +921,7 @@ static int docs_get(struct index_docs *docs, const char *digest,
 
 /* The first document: the registry's manifest (or index) for the tag or
  * digest, or the served layout's index.json. */
-static int open_top(struct remote *rm, struct index_image *img, char *err,
+static int open_top(struct fs_remote *rm, struct index_image *img, char *err,
 		    size_t err_size)
 {
 	char *url, *data = NULL, what[600];
@@ -956,13 +956,13 @@ static int open_top(struct remote *rm, struct index_image *img, char *err,
 
 /* ---- opening and closing ---- */
 
-int remote_open(const char *ref, const struct remote_options *opts,
-		struct remote **ret_remote, struct index_image **ret_image,
+int fs_remote_open(const char *ref, const struct fs_remote_options *opts,
+		struct fs_remote **ret_remote, struct index_image **ret_image,
 		char *err, size_t err_size)
 {
 	static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
 	struct index_image *img = NULL;
-	struct remote *rm;
+	struct fs_remote *rm;
 	int r;
 
 	pthread_once(&curl_once, remote_global_init);
@@ -985,7 +985,7 @@ int remote_open(const char *ref, const struct remote_options *opts,
 	if (strncmp(ref, "docker://", 9) == 0)
 		r = parse_docker_ref(rm, ref, opts && opts->insecure, err,
 				     err_size);
-	else if (remote_is_ref(ref))
+	else if (fs_remote_is_ref(ref))
 		r = parse_layout_ref(rm, ref, err, err_size);
 	else
 		r = index_seterr(err, err_size, -EINVAL, "'%s' is not a remote image",
@@ -1018,11 +1018,11 @@ int remote_open(const char *ref, const struct remote_options *opts,
 
 err_free:
 	index_image_free(img);
-	remote_free(rm);
+	fs_remote_free(rm);
 	return r;
 }
 
-void remote_free(struct remote *rm)
+void fs_remote_free(struct fs_remote *rm)
 {
 	if (!rm)
 		return;
@@ -1041,14 +1041,14 @@ void remote_free(struct remote *rm)
 	free(rm);
 }
 
-const struct remote_stats *remote_stats(const struct remote *rm)
+const struct fs_remote_stats *fs_remote_stats(const struct fs_remote *rm)
 {
 	return &rm->stats;
 }
 
 /* ---- blob ranges ---- */
 
-int remote_blob_read(struct remote *rm, const char *digest, uint64_t off,
+int fs_remote_blob_read(struct fs_remote *rm, const char *digest, uint64_t off,
 		     size_t len, void *buf, char *err, size_t err_size)
 {
 	struct xfer x = { .rm = rm, .is_range = true, .off = off, .len = len,
@@ -1078,7 +1078,7 @@ int remote_blob_read(struct remote *rm, const char *digest, uint64_t off,
 
 /* Finds the locator from the blob's tail: one request, two if the seek
  * table is larger than the first guess. */
-static int tail_locator(struct remote *rm,
+static int tail_locator(struct fs_remote *rm,
 			const struct index_image_layer *layer,
 			struct index_locator *ret, char *err, size_t err_size)
 {
@@ -1096,7 +1096,7 @@ static int tail_locator(struct remote *rm,
 			break;
 		}
 		tail = p;
-		r = remote_blob_read(rm, layer->digest, layer->size - want,
+		r = fs_remote_blob_read(rm, layer->digest, layer->size - want,
 				     (size_t)want, tail, err, err_size);
 		if (r < 0)
 			goto out;
@@ -1116,7 +1116,7 @@ out:
 	return r;
 }
 
-int remote_layer_map_open(struct remote *rm,
+int fs_remote_layer_map_open(struct fs_remote *rm,
 			  const struct index_image_layer *layer,
 			  struct index_layer_map **ret_map, char *err,
 			  size_t err_size)
@@ -1141,7 +1141,7 @@ int remote_layer_map_open(struct remote *rm,
 	data = malloc((size_t)loc.size);
 	if (!data)
 		return -ENOMEM;
-	r = remote_blob_read(rm, layer->digest, loc.offset, (size_t)loc.size,
+	r = fs_remote_blob_read(rm, layer->digest, loc.offset, (size_t)loc.size,
 			     data, err, err_size);
 	if (r < 0) {
 		free(data);

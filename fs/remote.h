@@ -5,7 +5,7 @@
  * image layouts served by a web server ("http://HOST/PATH[:TAG]",
  * "https://...").
  *
- * A struct remote is one image's origin: its URLs, its credentials and
+ * A struct fs_remote is one image's origin: its URLs, its credentials and
  * tokens, and the retry policy.  It is safe to use from many threads at
  * once; each thread keeps its own connection (a libcurl handle), so N
  * threads reading fetch over N connections in parallel.
@@ -16,17 +16,17 @@
  * status line, and the wanted slice is cut out of the stream, which is
  * dropped as soon as the slice is complete.
  */
-#ifndef IMGFS_REMOTE_H
-#define IMGFS_REMOTE_H
+#ifndef IMGFS_FS_REMOTE_H
+#define IMGFS_FS_REMOTE_H
 
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
-#include "image.h"
+#include "index/image.h"
 
-struct remote_options {
+struct fs_remote_options {
 	const char *authfile; /* docker-style config.json, NULL: none */
 	unsigned int deadline_ms; /* one read, retries included; 0: 60 s */
 	unsigned int stall_ms; /* no body byte this long: retry; 0: 10 s */
@@ -35,7 +35,7 @@ struct remote_options {
 };
 
 /* Counters, updated with relaxed atomics. */
-struct remote_stats {
+struct fs_remote_stats {
 	_Atomic uint64_t requests; /* HTTP requests sent, retries included */
 	_Atomic uint64_t bytes; /* body bytes received */
 	_Atomic uint64_t retries; /* requests that were tries after a failure */
@@ -46,24 +46,24 @@ struct remote_stats {
 	_Atomic uint64_t reads; /* successful blob reads */
 };
 
-struct remote;
+struct fs_remote;
 
 /* True for the references this module opens. */
-bool remote_is_ref(const char *ref);
+bool fs_remote_is_ref(const char *ref);
 
 /*
  * Resolves @ref to an image: for a registry, the manifest of the tag or
  * digest (linux/amd64 from an index), for a served layout its index.json;
  * then the manifest and config, each checked against its digest.  The
- * image's layer paths are NULL: read blobs with remote_blob_read().
+ * image's layer paths are NULL: read blobs with fs_remote_blob_read().
  * Returns -EINVAL (bad reference), -ENOENT, -EACCES (credentials
  * refused), -EIO (server unreachable or misbehaving), -ENOMEM; @err
  * names what failed where.
  */
-int remote_open(const char *ref, const struct remote_options *opts,
-		struct remote **ret_remote, struct index_image **ret_image,
+int fs_remote_open(const char *ref, const struct fs_remote_options *opts,
+		struct fs_remote **ret_remote, struct index_image **ret_image,
 		char *err, size_t err_size);
-void remote_free(struct remote *remote);
+void fs_remote_free(struct fs_remote *remote);
 
 /*
  * Reads exactly @len bytes at @off of blob @digest into @buf, retrying
@@ -73,7 +73,7 @@ void remote_free(struct remote *remote);
  * -ENOENT, -EACCES or -ENOMEM.  The bytes are not verified here: the
  * caller checks them against the index.
  */
-int remote_blob_read(struct remote *remote, const char *digest,
+int fs_remote_blob_read(struct fs_remote *remote, const char *digest,
 		     uint64_t off, size_t len, void *buf, char *err,
 		     size_t err_size);
 
@@ -82,11 +82,11 @@ int remote_blob_read(struct remote *remote, const char *digest,
  * the descriptor's annotations give its place, else the blob's tail then
  * the index (two).  The index is checked against its digest.
  */
-int remote_layer_map_open(struct remote *remote,
+int fs_remote_layer_map_open(struct fs_remote *remote,
 			  const struct index_image_layer *layer,
 			  struct index_layer_map **ret_map, char *err,
 			  size_t err_size);
 
-const struct remote_stats *remote_stats(const struct remote *remote);
+const struct fs_remote_stats *fs_remote_stats(const struct fs_remote *remote);
 
 #endif
