@@ -104,6 +104,27 @@ static void cache_set_verified(struct fs_cache *cache, uint32_t layer,
 		atomic_fetch_and_explicit(w, ~bit, memory_order_release);
 }
 
+/* Failure memory (FS_FAIL_HOLD_MS); both called with the stripe held. */
+static void cache_set_failed(struct fs_cache *cache, uint32_t layer,
+			     uint32_t chunk_no)
+{
+	uint32_t t = (uint32_t)(fs_now_ms() - cache->opened_ms) + 1;
+
+	atomic_store_explicit(&cache->failed[layer][chunk_no], t ? t : 1,
+			      memory_order_relaxed);
+}
+
+static bool cache_failed_recently(const struct fs_cache *cache,
+				  uint32_t layer, uint32_t chunk_no)
+{
+	uint32_t t = atomic_load_explicit(&cache->failed[layer][chunk_no],
+					  memory_order_relaxed);
+	uint32_t now = (uint32_t)(fs_now_ms() - cache->opened_ms) + 1;
+
+	/* Unsigned difference: right across the 49-day wrap too. */
+	return t && now - t < FS_FAIL_HOLD_MS;
+}
+
 /* ---- a file found in the cache ---- */
 
 /* Returns 1 when @fd holds exactly the chunk's bytes, 0 when it does not,
@@ -346,50 +367,80 @@ static void cache_grow_run(struct fs_ctx *ctx, uint32_t layer,
 	}
 }
 
+/* Fetches one chunk and stores it.  Bytes that fail verification are
+ * fetched once more from a server: they may have been damaged on the
+ * way. */
+static int cache_fill_one(struct fs_ctx *ctx, struct fs_worker *worker,
+			  uint32_t layer, uint32_t chunk_no,
+			  const struct index_chunk *chunk, int *ret_fd)
+{
+	int r;
+
+	r = fs_fetch_chunk(ctx, worker, layer, chunk_no, chunk);
+	if (r == -EBADMSG && ctx->remote)
+		r = fs_fetch_chunk(ctx, worker, layer, chunk_no, chunk);
+	if (r < 0)
+		return r;
+	return cache_keep(ctx, worker, layer, chunk_no, chunk, ret_fd);
+}
+
+/* Decodes and stores the chunks of @run, whose frames are in
+ * worker->span; *ret_fd gets the first one's descriptor.  A later chunk
+ * that fails is simply fetched again when it is read. */
+static int cache_store_run(struct fs_ctx *ctx, struct fs_worker *worker,
+			   uint32_t layer, uint32_t chunk_no,
+			   const struct cache_run *run, int *ret_fd)
+{
+	const uint8_t *frame = worker->span.data;
+	int fd, r = 0;
+
+	for (uint32_t i = 0; r >= 0 && i < run->n; i++) {
+		r = fs_fetch_decode(ctx, worker, layer, chunk_no + i,
+				    &run->chunks[i], frame);
+		if (r >= 0)
+			r = cache_keep(ctx, worker, layer, chunk_no + i,
+				       &run->chunks[i], &fd);
+		if (r >= 0 && i == 0)
+			*ret_fd = fd;
+		else if (r >= 0)
+			close(fd);
+		frame += run->chunks[i].blob_len;
+	}
+	return *ret_fd >= 0 ? 0 : r;
+}
+
 /*
  * Fetches a chunk that has no good cache file, with the missing chunks
  * after it up to @last_wanted when they come from a server, and stores
- * them.  Stripe of the first chunk held.
+ * them.  A chunk whose fetch fails is remembered (FS_FAIL_HOLD_MS).
+ * Stripe of the first chunk held.
  */
 static int cache_fill(struct fs_ctx *ctx, struct fs_worker *worker,
 		      uint32_t layer, uint32_t chunk_no, uint32_t last_wanted,
 		      const struct index_chunk *chunk, int *ret_fd)
 {
 	struct cache_run run = { .n = 1, .chunks[0] = *chunk };
-	const uint8_t *frame;
-	int fd, r;
+	int r;
 
 	if (!ctx->remote || last_wanted <= chunk_no) {
-		r = fs_fetch_chunk(ctx, worker, layer, chunk_no, chunk);
-		if (r < 0)
-			return r;
-		return cache_keep(ctx, worker, layer, chunk_no, chunk, ret_fd);
+		r = cache_fill_one(ctx, worker, layer, chunk_no, chunk, ret_fd);
+		goto out;
 	}
 
 	cache_grow_run(ctx, layer, chunk_no, last_wanted, &run);
 	r = fs_fetch_span(ctx, worker, layer, chunk_no, run.chunks, run.n);
-	frame = worker->span.data;
-	for (uint32_t i = 0; r >= 0 && i < run.n; i++) {
-		r = fs_fetch_decode(ctx, worker, layer, chunk_no + i,
-				    &run.chunks[i], frame);
-		if (r >= 0)
-			r = cache_keep(ctx, worker, layer, chunk_no + i,
-				       &run.chunks[i], &fd);
-		if (r >= 0 && i == 0)
-			*ret_fd = fd;
-		else if (r >= 0)
-			close(fd);
-		frame += run.chunks[i].blob_len;
-	}
-	if (r < 0 && run.n > 1 && *ret_fd >= 0) {
-		/* The first chunk is good; a later one failed: it is
-		 * fetched again when it is read. */
-		r = 0;
-	}
+	if (r >= 0)
+		r = cache_store_run(ctx, worker, layer, chunk_no, &run, ret_fd);
+	if (r == -EBADMSG)
+		r = cache_fill_one(ctx, worker, layer, chunk_no, chunk, ret_fd);
 	for (uint32_t i = 1; i < run.n; i++)
 		if (run.locks[i])
 			pthread_mutex_unlock(run.locks[i]);
-	return r;
+
+out:
+	if (r < 0 && r != -ENOMEM)
+		cache_set_failed(&ctx->cache, layer, chunk_no);
+	return r == -EBADMSG ? -EIO : r;
 }
 
 int fs_cache_chunk_fd(struct fs_ctx *ctx, struct fs_worker *worker,
@@ -421,6 +472,9 @@ int fs_cache_chunk_fd(struct fs_ctx *ctx, struct fs_worker *worker,
 				ret_fd);
 	if (r > 0) {
 		fs_stat_add(ctx, cache_hits, 1);
+	} else if (r == 0 && cache_failed_recently(cache, layer, chunk_no)) {
+		/* Logged when it failed. */
+		r = -EIO;
 	} else if (r == 0) {
 		fs_stat_add(ctx, cache_misses, 1);
 		*ret_fd = -1;
@@ -522,13 +576,16 @@ static int cache_alloc_bitmaps(struct fs_cache *cache,
 
 	cache->verified = calloc(n_layers ? n_layers : 1,
 				 sizeof(*cache->verified));
-	if (!cache->verified)
+	cache->failed = calloc(n_layers ? n_layers : 1,
+			       sizeof(*cache->failed));
+	if (!cache->verified || !cache->failed)
 		return -ENOMEM;
 	cache->n_layers = n_layers;
 	for (i = 0; i < n_layers; i++) {
 		n = index_reader_chunk_count(layers[i].reader);
 		cache->verified[i] = calloc(n / 64 + 1, sizeof(uint64_t));
-		if (!cache->verified[i])
+		cache->failed[i] = calloc(n + 1, sizeof(uint32_t));
+		if (!cache->verified[i] || !cache->failed[i])
 			return -ENOMEM;
 	}
 	return 0;
@@ -562,6 +619,7 @@ int fs_cache_open(struct fs_cache *cache, const char *dir,
 
 	cache->chunks_fd = -1;
 	cache->tmp_fd = -1;
+	cache->opened_ms = fs_now_ms();
 	for (i = 0; i < FS_CACHE_STRIPES; i++)
 		pthread_mutex_init(&cache->stripes[i], NULL);
 	cache->opened = true;
@@ -590,11 +648,14 @@ void fs_cache_close(struct fs_cache *cache)
 
 	if (!cache->opened)
 		return;
-	if (cache->verified) {
-		for (i = 0; i < cache->n_layers; i++)
+	for (i = 0; i < cache->n_layers; i++) {
+		if (cache->verified)
 			free(cache->verified[i]);
-		free(cache->verified);
+		if (cache->failed)
+			free(cache->failed[i]);
 	}
+	free(cache->verified);
+	free(cache->failed);
 	if (cache->chunks_fd >= 0)
 		close(cache->chunks_fd);
 	if (cache->tmp_fd >= 0)

@@ -31,6 +31,7 @@ static int ctx_open_image(struct fs_ctx *ctx)
 	struct fs_remote_options ro = {
 		.authfile = o->authfile,
 		.deadline_ms = o->deadline_s * 1000,
+		.stall_ms = o->stall_s * 1000,
 		.insecure = o->insecure,
 		.verbose = o->http_debug,
 	};

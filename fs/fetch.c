@@ -137,13 +137,15 @@ int fs_fetch_decode(struct fs_ctx *ctx, struct fs_worker *worker,
 	if (r < 0)
 		return r;
 	r = fetch_decompress(worker, chunk, frame, &cause);
-	if (r < 0)
+	if (r < 0) {
+		r = -EBADMSG;
 		goto err_fail;
+	}
 
 	SHA256(worker->chunk.data, chunk->tar_len, md);
 	if (memcmp(md, chunk->sha256, sizeof(md)) != 0) {
 		cause = "SHA-256 mismatch";
-		r = -EIO;
+		r = -EBADMSG;
 		goto err_fail;
 	}
 

@@ -18,6 +18,7 @@ struct fs_options {
 	const char *source; /* "oci:DIR[:TAG]", "docker://...", "http(s)://..." */
 	const char *mountpoint;
 	const char *cache_dir; /* NULL: FS_DEFAULT_CACHE_DIR */
+	uint64_t cache_max; /* bytes the cache may hold; 0: no cap */
 	const char *fuse_opts; /* comma-separated options for FUSE, or NULL */
 	int foreground; /* stay attached, log to stderr */
 	int debug; /* log each request at debug level */
@@ -25,6 +26,7 @@ struct fs_options {
 	/* Remote sources only: */
 	const char *authfile; /* docker-style config.json, or NULL */
 	unsigned int deadline_s; /* a chunk read fails (EIO) after; 0: 60 */
+	unsigned int stall_s; /* no byte this long: retry; 0: 10 */
 	int insecure; /* docker://: plain http to a non-loopback host */
 	int http_debug; /* log every HTTP exchange (libcurl verbose) */
 };

@@ -19,6 +19,7 @@
 #include <stdint.h>
 #include <sys/stat.h>
 #include <sys/types.h>
+#include <time.h>
 
 #include <fuse_lowlevel.h>
 #include <zstd.h>
@@ -46,6 +47,19 @@
 /* At most this many chunks, and this many blob bytes, in one request. */
 #define FS_SPAN_MAX_CHUNKS 32
 #define FS_SPAN_MAX_BYTES (16u << 20)
+
+/* A chunk whose fetch failed fails at once for this long: the kernel
+ * retries a failed readahead page by page, and readers queued behind a
+ * failing fetch would each wait out a whole deadline of their own. */
+#define FS_FAIL_HOLD_MS 2000
+
+static inline uint64_t fs_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
 
 /* ---- counters (the FS_STATS_XATTR text) ---- */
 
@@ -79,6 +93,11 @@ struct fs_cache {
 	/* verified[layer]: atomic bitmap, one bit per chunk of the layer,
 	 * set once the chunk's cache file is known good in this process. */
 	_Atomic uint64_t **verified;
+	/* failed[layer][chunk]: when a fetch of the chunk last failed, in ms
+	 * since the cache was opened (+1; 0: never).  Written under the
+	 * chunk's stripe. */
+	_Atomic uint32_t **failed;
+	uint64_t opened_ms; /* immutable: CLOCK_MONOTONIC at open */
 };
 
 /* ---- the daemon ---- */
@@ -188,7 +207,7 @@ int fs_uring_write(struct fs_uring *ring, int fd, const void *buf,
  * into worker->chunk and checks its SHA-256 against the index.  On success
  * worker->chunk.data holds exactly chunk->tar_len verified bytes.  Every
  * failure is logged (layer digest, chunk, blob offset, cause) and returned
- * as -EIO, or -ENOMEM.
+ * as -EIO (cannot read), -EBADMSG (read, but wrong bytes) or -ENOMEM.
  */
 int fs_fetch_chunk(struct fs_ctx *ctx, struct fs_worker *worker,
 		   uint32_t layer, uint32_t chunk_no,
@@ -202,7 +221,9 @@ int fs_fetch_span(struct fs_ctx *ctx, struct fs_worker *worker,
 		  const struct index_chunk *chunks, uint32_t n);
 
 /* Decompresses and verifies the frame at @frame (chunk->blob_len bytes)
- * into worker->chunk, as fs_fetch_chunk() does after reading it. */
+ * into worker->chunk, as fs_fetch_chunk() does after reading it.  Bytes
+ * that do not decode to the chunk the index names give -EBADMSG (logged);
+ * fs_fetch_chunk() returns the same for them. */
 int fs_fetch_decode(struct fs_ctx *ctx, struct fs_worker *worker,
 		    uint32_t layer, uint32_t chunk_no,
 		    const struct index_chunk *chunk, const uint8_t *frame);

@@ -113,6 +113,11 @@ struct xfer {
 	size_t err_body_len;
 	const char *fatal; /* why the body was refused, permanently */
 	bool complete;
+
+	/* Stall detection: libcurl's low-speed check averages over several
+	 * seconds, so a body that stops dead is noticed here instead. */
+	uint64_t last_byte_ms; /* when the last byte (or the try) came */
+	bool stalled; /* aborted for want of bytes: worth another try */
 };
 
 static uint64_t now_ms(void)
@@ -448,6 +453,7 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *arg)
 	uint64_t want, end;
 
 	stat_add(x->rm, bytes, n);
+	x->last_byte_ms = now_ms();
 	if (!x->body_started && !body_start(x))
 		return 0;
 	if (x->status >= 300 && x->status < 400)
@@ -509,6 +515,19 @@ enum outcome {
 	OUT_FAIL, /* permanent */
 };
 
+/* Called by libcurl about once a second while a try waits: gives up on a
+ * try that has received nothing for the stall time. */
+static int on_progress(void *arg, curl_off_t dltotal, curl_off_t dlnow,
+		       curl_off_t ultotal, curl_off_t ulnow)
+{
+	struct xfer *x = arg;
+
+	if (now_ms() - x->last_byte_ms < x->rm->stall_ms)
+		return 0;
+	x->stalled = true;
+	return 1;
+}
+
 static bool curl_transient(CURLcode rc)
 {
 	switch (rc) {
@@ -537,6 +556,11 @@ static enum outcome classify(struct xfer *x, CURLcode rc, char *cause,
 	if (x->fatal) {
 		snprintf(cause, cause_size, "%s", x->fatal);
 		return OUT_FAIL;
+	}
+	if (x->stalled) {
+		snprintf(cause, cause_size, "no data for %u ms",
+			 x->rm->stall_ms);
+		return OUT_RETRY;
 	}
 	if (rc != CURLE_OK) {
 		snprintf(cause, cause_size, "%s", curl_easy_strerror(rc));
@@ -580,7 +604,6 @@ static struct curl_slist *xfer_setup(struct fs_remote *rm, CURL *h,
 {
 	struct curl_slist *hdrs = NULL, *t;
 	char range[64];
-	long stall_s = (long)((rm->stall_ms + 999) / 1000);
 
 	curl_easy_reset(h);
 	curl_easy_setopt(h, CURLOPT_URL, x->url);
@@ -598,8 +621,9 @@ static struct curl_slist *xfer_setup(struct fs_remote *rm, CURL *h,
 	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS,
 			 (long)(remaining_ms < CONNECT_TIMEOUT_MS ?
 					remaining_ms : CONNECT_TIMEOUT_MS));
-	curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1L);
-	curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, stall_s ? stall_s : 1L);
+	curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
+	curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, on_progress);
+	curl_easy_setopt(h, CURLOPT_XFERINFODATA, x);
 	curl_easy_setopt(h, CURLOPT_VERBOSE, rm->verbose ? 1L : 0L);
 	if (x->is_range) {
 		snprintf(range, sizeof(range), "%" PRIu64 "-%" PRIu64,
@@ -660,6 +684,8 @@ static int xfer_run(struct fs_remote *rm, struct xfer *x, char *err,
 		x->status = 0;
 		x->body_started = false;
 		x->fatal = NULL;
+		x->stalled = false;
+		x->last_byte_ms = now_ms();
 		if (!x->is_range)
 			x->doc_len = 0;
 		stat_add(rm, requests, 1);

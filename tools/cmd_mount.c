@@ -2,8 +2,10 @@
 /*
  * cmd_mount.c - imgtool mount and imgtool status.
  */
+#include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,23 +14,70 @@
 #include "fs/fs.h"
 #include "imgtool.h"
 
+/* A number option's value: digits only, at most @max. */
+static int parse_uint(const char *opt, const char *val, unsigned long max,
+		      unsigned int *ret)
+{
+	unsigned long v;
+	char *end;
+
+	errno = 0;
+	v = strtoul(val, &end, 10);
+	if (!isdigit((unsigned char)*val) || *end || errno || v > max) {
+		imgtool_error("bad value in -o %s (a number up to %lu)", opt,
+			      max);
+		return -EINVAL;
+	}
+	*ret = (unsigned int)v;
+	return 0;
+}
+
+/* A size option's value: a number with an optional K, M, G or T. */
+static int parse_size(const char *opt, const char *val, uint64_t *ret)
+{
+	unsigned long long v;
+	unsigned int shift = 0;
+	char *end;
+
+	errno = 0;
+	v = strtoull(val, &end, 10);
+	switch (*end) {
+	case 'K': case 'k': shift = 10; end++; break;
+	case 'M': case 'm': shift = 20; end++; break;
+	case 'G': case 'g': shift = 30; end++; break;
+	case 'T': case 't': shift = 40; end++; break;
+	}
+	if (!isdigit((unsigned char)*val) || *end || errno ||
+	    v > (UINT64_MAX >> shift)) {
+		imgtool_error("bad size in -o %s (e.g. 512M, 20G)", opt);
+		return -EINVAL;
+	}
+	*ret = (uint64_t)v << shift;
+	return 0;
+}
+
 /* Takes our own options out of a -o list; the rest goes to FUSE. */
 static int parse_o(struct fs_options *o, char *list, char **fuse_opts)
 {
 	char *save = NULL;
+	int r = 0;
 
-	for (char *opt = strtok_r(list, ",", &save); opt;
+	for (char *opt = strtok_r(list, ",", &save); opt && r >= 0;
 	     opt = strtok_r(NULL, ",", &save)) {
 		if (strncmp(opt, "cache=", 6) == 0) {
 			o->cache_dir = opt + 6;
+		} else if (strncmp(opt, "cache_max=", 10) == 0) {
+			r = parse_size(opt, opt + 10, &o->cache_max);
 		} else if (strncmp(opt, "threads=", 8) == 0) {
-			o->threads = (unsigned int)atoi(opt + 8);
+			r = parse_uint(opt, opt + 8, 256, &o->threads);
 		} else if (strcmp(opt, "debug") == 0) {
 			o->debug = 1;
 		} else if (strncmp(opt, "authfile=", 9) == 0) {
 			o->authfile = opt + 9;
 		} else if (strncmp(opt, "deadline=", 9) == 0) {
-			o->deadline_s = (unsigned int)atoi(opt + 9);
+			r = parse_uint(opt, opt + 9, 86400, &o->deadline_s);
+		} else if (strncmp(opt, "stall=", 6) == 0) {
+			r = parse_uint(opt, opt + 6, 86400, &o->stall_s);
 		} else if (strcmp(opt, "insecure") == 0) {
 			o->insecure = 1;
 		} else if (strcmp(opt, "http_debug") == 0) {
@@ -45,7 +94,7 @@ static int parse_o(struct fs_options *o, char *list, char **fuse_opts)
 			*fuse_opts = p;
 		}
 	}
-	return 0;
+	return r;
 }
 
 int imgtool_mount(int argc, char **argv)

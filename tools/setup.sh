@@ -8,6 +8,8 @@ PACKAGES=(
 	libfuse3-dev fuse3 libzstd-dev zstd libssl-dev libarchive-dev
 	libxxhash-dev liburing-dev libjson-c-dev libcurl4-openssl-dev
 	debootstrap skopeo umoci python3 tar gzip attr xxd
+	docker-registry nginx-light apache2-utils python3-cryptography curl jq
+	openssl
 )
 
 here=$(cd "$(dirname "$0")/.." && pwd)

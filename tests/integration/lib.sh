@@ -29,7 +29,10 @@ cleanup() {
 	for p in "${PIDS[@]}"; do
 		kill -9 "$p" 2>/dev/null || true
 	done
-	rm -rf "$WORK"
+	for p in "${PIDS[@]}"; do
+		wait "$p" 2>/dev/null || true
+	done
+	if [ -n "${IMGFS_KEEP_WORK:-}" ]; then echo "kept $WORK" >&2; else rm -rf "$WORK"; fi
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -75,6 +78,21 @@ unmount_fg() {
 	fusermount3 -u "$mnt" || fail "fusermount3 -u $mnt failed"
 	wait "$DAEMON_PID" || rc=$?
 	[ "$rc" = 0 ] || { cat "$WORK/daemon.log" >&2; fail "daemon exited with $rc"; }
+}
+
+# mount_refused PATTERN SOURCE [imgtool mount options...]: the mount must
+# fail, with an error matching the grep PATTERN; says what it printed.
+mount_refused() {
+	local pat=$1 src=$2 mnt=$WORK/refused-mnt
+	shift 2
+	mkdir -p "$mnt"
+	if "$IMGTOOL" mount "$@" "$src" "$mnt" 2>"$WORK/refused.err"; then
+		fusermount3 -u "$mnt"
+		fail "$src was mounted, but should have been refused"
+	fi
+	grep -q "$pat" "$WORK/refused.err" ||
+		fail "unclear error for $src: $(cat "$WORK/refused.err")"
+	say "refused: $(head -1 "$WORK/refused.err")"
 }
 
 # stat_of MOUNTPOINT KEY: one counter of a mounted image.
