@@ -74,8 +74,8 @@ static void cache_name(const uint8_t *sha256, char out[CACHE_NAME_SIZE])
 /* A SHA-256 is already uniform: its first bytes pick the stripe.  A
  * crafted index could make every chunk share a stripe; that serialises
  * its fetches but breaks nothing. */
-static pthread_mutex_t *cache_stripe(struct fs_cache *cache,
-				     const uint8_t *sha256)
+pthread_mutex_t *fs_cache_stripe(struct fs_cache *cache,
+				 const uint8_t *sha256)
 {
 	uint32_t h = (uint32_t)sha256[0] | (uint32_t)sha256[1] << 8;
 
@@ -306,8 +306,10 @@ static int cache_keep(struct fs_ctx *ctx, struct fs_worker *worker,
 			       fs_strerror(-r));
 		return r == -ENOMEM ? r : -EIO;
 	}
-	if (r == 1)
+	if (r == 1) {
 		cache_set_verified(&ctx->cache, layer, chunk_no, true);
+		fs_evict_stored(ctx, chunk->tar_len);
+	}
 	return 0;
 }
 
@@ -332,7 +334,7 @@ static void cache_grow_run(struct fs_ctx *ctx, uint32_t layer,
 	const struct index_reader *reader = ctx->layers[layer].reader;
 	uint32_t count = index_reader_chunk_count(reader);
 	struct fs_cache *cache = &ctx->cache;
-	pthread_mutex_t *first = cache_stripe(cache, run->chunks[0].sha256);
+	pthread_mutex_t *first = fs_cache_stripe(cache, run->chunks[0].sha256);
 	uint64_t bytes = run->chunks[0].blob_len;
 	char name[CACHE_NAME_SIZE];
 
@@ -348,7 +350,7 @@ static void cache_grow_run(struct fs_ctx *ctx, uint32_t layer,
 		    bytes + next->blob_len > FS_SPAN_MAX_BYTES ||
 		    cache_verified(cache, layer, c))
 			break;
-		lock = cache_stripe(cache, next->sha256);
+		lock = fs_cache_stripe(cache, next->sha256);
 		for (uint32_t i = 0; i < run->n; i++)
 			held |= run->locks[i] == lock;
 		held |= lock == first;
@@ -461,12 +463,13 @@ int fs_cache_chunk_fd(struct fs_ctx *ctx, struct fs_worker *worker,
 		fd = openat(cache->chunks_fd, name, O_RDONLY | O_CLOEXEC);
 		if (fd >= 0) {
 			fs_stat_add(ctx, cache_hits, 1);
+			fs_evict_used(ctx, layer, chunk_no);
 			*ret_fd = fd;
 			return 0;
 		}
 	}
 
-	lock = cache_stripe(cache, chunk.sha256);
+	lock = fs_cache_stripe(cache, chunk.sha256);
 	pthread_mutex_lock(lock);
 	r = cache_open_existing(cache, worker, layer, chunk_no, &chunk, name,
 				ret_fd);
@@ -488,6 +491,8 @@ int fs_cache_chunk_fd(struct fs_ctx *ctx, struct fs_worker *worker,
 	}
 	pthread_mutex_unlock(lock);
 
+	if (r >= 0)
+		fs_evict_used(ctx, layer, chunk_no);
 	return r < 0 ? r : 0;
 }
 

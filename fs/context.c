@@ -249,6 +249,8 @@ int fs_ctx_open(const struct fs_options *opts, struct fs_ctx **ret_ctx)
 		r = fs_cache_open(&ctx->cache,
 				  ctx_cache_dir(ctx),
 				  ctx->layers, ctx->n_layers);
+	if (r >= 0)
+		r = fs_evict_open(ctx, opts->cache_max);
 	if (r < 0)
 		goto err_free;
 
@@ -266,6 +268,7 @@ void fs_ctx_free(struct fs_ctx *ctx)
 
 	if (!ctx)
 		return;
+	fs_evict_close(ctx);
 	fs_cache_close(&ctx->cache);
 	index_tree_free(ctx->tree);
 	for (i = 0; ctx->layers && i < ctx->n_layers; i++) {

@@ -73,6 +73,7 @@ struct fs_stats {
 	_Atomic uint64_t cache_misses;
 	_Atomic uint64_t bytes_served;
 	_Atomic uint64_t read_errors;
+	_Atomic uint64_t cache_evicted_bytes;
 };
 
 #define fs_stat_add(ctx, field, n)                                      \
@@ -100,6 +101,48 @@ struct fs_cache {
 	uint64_t opened_ms; /* immutable: CLOCK_MONOTONIC at open */
 };
 
+/* ---- the cache's size cap (evict.c) ---- */
+
+struct evict_slot;
+struct fs_ctx;
+
+struct fs_evict {
+	uint64_t max; /* immutable: the cap in bytes; 0: none, all off */
+	bool initialised; /* immutable: lock and cond are set up */
+	bool started; /* immutable once serving: the thread runs */
+	_Atomic uint64_t bytes; /* estimated size of the cache */
+	/* used[layer][chunk]: last use, ms since the cache opened (+1). */
+	_Atomic uint32_t **used;
+	/* pins[layer][chunk]: open files whose data the chunk holds. */
+	_Atomic uint32_t **pins;
+	struct evict_slot *slots; /* immutable: chunks by SHA-256 prefix */
+	size_t n_slots; /* immutable */
+	pthread_t thread;
+	pthread_mutex_t lock; /* guards wanted and stop */
+	pthread_cond_t cond; /* signalled when wanted or stop is set */
+	bool wanted; /* a round is due */
+	bool stop; /* the thread is to end */
+};
+
+/* Sets up the cap of @max bytes (0: no cap, nothing else happens) after
+ * the cache opened.  -ENOMEM. */
+int fs_evict_open(struct fs_ctx *ctx, uint64_t max);
+/* Starts the evictor thread; call in the process that serves (after the
+ * daemon forked).  Its first round measures the cache.  -errno. */
+int fs_evict_start(struct fs_ctx *ctx);
+/* Stops the thread and frees what fs_evict_open() made; safe on a
+ * context whose cap was never set up. */
+void fs_evict_close(struct fs_ctx *ctx);
+/* Records a use of a chunk (its cache file was read or written). */
+void fs_evict_used(struct fs_ctx *ctx, uint32_t layer, uint32_t chunk_no);
+/* Counts @size new bytes published in the cache; wakes the evictor when
+ * the cache is over its cap. */
+void fs_evict_stored(struct fs_ctx *ctx, uint64_t size);
+/* Pins (@pin) or unpins @count chunks from @first of @layer: the data of
+ * a file being opened or released. */
+void fs_evict_pin(struct fs_ctx *ctx, uint32_t layer, uint32_t first,
+		  uint32_t count, bool pin);
+
 /* ---- the daemon ---- */
 
 struct fs_layer {
@@ -122,6 +165,7 @@ struct fs_ctx {
 	uint64_t blobs_size; /* immutable: sum of layer blob sizes */
 	uint64_t index_bytes; /* immutable: sum of index sizes */
 	struct fs_cache cache; /* see struct fs_cache */
+	struct fs_evict evict; /* see struct fs_evict */
 	struct fs_stats stats; /* atomic counters */
 };
 
@@ -236,6 +280,11 @@ int fs_cache_open(struct fs_cache *cache, const char *dir,
 		  const struct fs_layer *layers, uint32_t n_layers);
 /* Closes what fs_cache_open() opened; safe on a zeroed struct. */
 void fs_cache_close(struct fs_cache *cache);
+
+/* The lock stripe of the cache file of content @sha256 (invariant 4 in
+ * cache.c): held for every check, publish and removal of that file. */
+pthread_mutex_t *fs_cache_stripe(struct fs_cache *cache,
+				 const uint8_t *sha256);
 
 /*
  * Returns in *ret_fd a new read-only descriptor holding exactly the

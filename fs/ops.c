@@ -196,6 +196,20 @@ static void ops_readlink(fuse_req_t req, fuse_ino_t ino)
 	fuse_reply_readlink(req, entry.link);
 }
 
+/* Keeps the cached chunks of an open file from eviction. */
+static void ops_pin(struct fs_ctx *ctx, const struct index_tree_attr *attr,
+		    bool pin)
+{
+	struct index_entry entry;
+
+	if (attr->kind != INDEX_KIND_FILE || attr->layer >= ctx->n_layers)
+		return;
+	index_reader_entry(ctx->layers[attr->layer].reader, attr->entry,
+			   &entry);
+	fs_evict_pin(ctx, attr->layer, entry.chunk_first, entry.chunk_count,
+		     pin);
+}
+
 static void ops_open(fuse_req_t req, fuse_ino_t ino,
 		     struct fuse_file_info *fi)
 {
@@ -218,6 +232,7 @@ static void ops_open(fuse_req_t req, fuse_ino_t ino,
 	 * open stay valid. */
 	fi->keep_cache = 1;
 	fi->noflush = 1;
+	ops_pin(ops_ctx(req), &attr, true);
 	fuse_reply_open(req, fi);
 }
 
@@ -230,6 +245,10 @@ static void ops_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 static void ops_release(fuse_req_t req, fuse_ino_t ino,
 			struct fuse_file_info *fi)
 {
+	struct index_tree_attr attr;
+
+	if (index_tree_attr(ops_ctx(req)->tree, ino, &attr) >= 0)
+		ops_pin(ops_ctx(req), &attr, false);
 	fuse_reply_err(req, 0);
 }
 

@@ -31,12 +31,18 @@ size_t fs_stats_format(const struct fs_ctx *ctx, char *buf, size_t size)
 		     "index_bytes %" PRIu64 "\n"
 		     "read_errors %" PRIu64 "\n"
 		     "layers %" PRIu32 "\n"
-		     "inodes %" PRIu64 "\n",
+		     "inodes %" PRIu64 "\n"
+		     "cache_max %" PRIu64 "\n"
+		     "cache_bytes %" PRIu64 "\n"
+		     "cache_evicted_bytes %" PRIu64 "\n",
 		     LOAD(blob_bytes_read), LOAD(blob_reads),
 		     LOAD(chunks_fetched), LOAD(cache_hits),
 		     LOAD(cache_misses), LOAD(bytes_served),
 		     ctx->blobs_size, ctx->index_bytes, LOAD(read_errors),
-		     ctx->n_layers, ctx->n_inodes);
+		     ctx->n_layers, ctx->n_inodes, ctx->evict.max,
+		     atomic_load_explicit(&ctx->evict.bytes,
+					  memory_order_relaxed),
+		     LOAD(cache_evicted_bytes));
 #undef LOAD
 	if (n >= 0 && (size_t)n < size && ctx->remote) {
 		const struct fs_remote_stats *r = fs_remote_stats(ctx->remote);
