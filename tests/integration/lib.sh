@@ -95,6 +95,22 @@ mount_refused() {
 	say "refused: $(head -1 "$WORK/refused.err")"
 }
 
+# build_test_images NAME...: the real images, built from Debian's packages
+# by tools/mkimage.sh into $DATA/oci (cached there between runs).  Skips
+# when the Debian mirror cannot be reached.
+build_test_images() {
+	need_cmd debootstrap skopeo umoci
+	say "building the test images $* (cached in $DATA)"
+	"$ROOT/tools/mkimage.sh" -o "$DATA" "$@" >"$WORK/mkimage.log" 2>&1 || {
+		tail -20 "$WORK/mkimage.log" >&2
+		if grep -qiE "could not resolve|failed to fetch|unable to connect|temporary failure" \
+			"$WORK/mkimage.log"; then
+			skip "cannot reach the Debian mirror to build the images"
+		fi
+		fail "tools/mkimage.sh failed"
+	}
+}
+
 # stat_of MOUNTPOINT KEY: one counter of a mounted image.
 stat_of() {
 	"$IMGTOOL" status "$1" | awk -v k="$2" '$1 == k { print $2 }'

@@ -9,16 +9,7 @@ source "$(dirname "$0")/lib.sh"
 need_fuse
 need_cmd zstd skopeo umoci python3 debootstrap
 
-say "building the test images (cached in $DATA)"
-"$ROOT/tools/mkimage.sh" -o "$DATA" debian-minbase python-numpy \
-	>"$WORK/mkimage.log" 2>&1 || {
-	tail -20 "$WORK/mkimage.log" >&2
-	if grep -qiE "could not resolve|failed to fetch|unable to connect|temporary failure" \
-		"$WORK/mkimage.log"; then
-		skip "cannot reach the Debian mirror to build the images"
-	fi
-	fail "tools/mkimage.sh failed"
-}
+build_test_images debian-minbase python-numpy
 
 for img in debian-minbase python-numpy; do
 	say "$img: convert"
