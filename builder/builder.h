@@ -69,4 +69,16 @@ int builder_build_image(const char *src, const char *dst,
 			struct builder_stats *ret_stats, char *err,
 			size_t err_size);
 
+/*
+ * Puts a startup profile into the image @ref ("oci:DIR[:TAG]", a layout on
+ * local disk): the config gets the label INDEX_PROFILE_LABEL holding the
+ * @n entries, and the tag points at a new manifest naming the new config
+ * (layers unchanged).  The new manifest's digest goes to @ret_digest.
+ */
+struct index_profile_entry;
+int builder_profile_attach(const char *ref,
+			   const struct index_profile_entry *entries,
+			   uint32_t n, char ret_digest[72], char *err,
+			   size_t err_size);
+
 #endif

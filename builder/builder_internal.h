@@ -43,6 +43,19 @@ int builder_chunk_plan(const struct builder_tar *tar,
 		       const struct builder_span *spans, uint32_t n_spans,
 		       uint64_t **ret_ends, uint32_t *ret_n_chunks);
 
+struct json_object;
+
+/* Writes @data as a blob of the layout @dir; its digest goes to
+ * @ret_digest ("sha256:<hex>").  -errno. */
+int builder_write_blob(const char *dir, const void *data, size_t len,
+		       char ret_digest[72]);
+/* Adds the manifest @digest of @size bytes to @dir's index.json under
+ * @tag, replacing the one that had that tag.  -errno. */
+int builder_write_index_json(const char *dir, const char *tag,
+			     const char *digest, size_t size);
+/* @o as compact JSON; the text belongs to @o. */
+const char *builder_json_text(struct json_object *o);
+
 /* The index library's message helper, under the builder's name. */
 #define builder_err index_seterr
 

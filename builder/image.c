@@ -312,8 +312,7 @@ static int write_file(const char *path, const void *data, size_t len)
 	return err;
 }
 
-/* Writes @data as a blob; returns its digest in @ret_digest. */
-static int write_blob(const char *dir, const void *data, size_t len,
+int builder_write_blob(const char *dir, const void *data, size_t len,
 		      char ret_digest[72])
 {
 	uint8_t d[32];
@@ -402,14 +401,13 @@ static void annotate(struct json_object *d, const struct index_locator *loc)
 	json_object_object_add(d, "annotations", ann);
 }
 
-static const char *json_text(struct json_object *o)
+const char *builder_json_text(struct json_object *o)
 {
 	return json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN |
 							 JSON_C_TO_STRING_NOSLASHESCAPE);
 }
 
-/* Adds the manifest to index.json under @tag, replacing an older one. */
-static int write_index_json(const char *dir, const char *tag,
+int builder_write_index_json(const char *dir, const char *tag,
 			    const char *digest, size_t size)
 {
 	struct json_object *idx = json_object_new_object();
@@ -447,7 +445,7 @@ static int write_index_json(const char *dir, const char *tag,
 	json_object_object_add(idx, "mediaType",
 			       json_object_new_string(INDEX_MEDIA_INDEX));
 	json_object_object_add(idx, "manifests", list);
-	r = write_file(path, json_text(idx), strlen(json_text(idx)));
+	r = write_file(path, builder_json_text(idx), strlen(builder_json_text(idx)));
 	json_object_put(idx);
 	free(path);
 	return r;
@@ -462,7 +460,7 @@ static int copy_config(const char *dst, const char *config_path,
 
 	if (r < 0)
 		return r;
-	r = write_blob(dst, data, size, ret_digest);
+	r = builder_write_blob(dst, data, size, ret_digest);
 	free(data);
 	*ret_size = size;
 	return r;
@@ -546,10 +544,10 @@ static int write_manifest(const char *dir, const char *tag,
 	json_object_object_add(m, "config",
 			       descriptor(INDEX_MEDIA_CONFIG, cdigest, csize));
 	json_object_object_add(m, "layers", layers);
-	text = json_text(m);
-	r = write_blob(dir, text, strlen(text), mdigest);
+	text = builder_json_text(m);
+	r = builder_write_blob(dir, text, strlen(text), mdigest);
 	if (r == 0)
-		r = write_index_json(dir, tag, mdigest, strlen(text));
+		r = builder_write_index_json(dir, tag, mdigest, strlen(text));
 	json_object_put(m);
 	if (r < 0)
 		return builder_err(err, err_size, r, "cannot write manifest: %s",

@@ -251,6 +251,8 @@ int fs_ctx_open(const struct fs_options *opts, struct fs_ctx **ret_ctx)
 				  ctx->layers, ctx->n_layers);
 	if (r >= 0)
 		r = fs_evict_open(ctx, opts->cache_max);
+	if (r >= 0)
+		r = fs_record_open(ctx);
 	if (r < 0)
 		goto err_free;
 
@@ -268,6 +270,8 @@ void fs_ctx_free(struct fs_ctx *ctx)
 
 	if (!ctx)
 		return;
+	fs_prefetch_stop(ctx);
+	fs_record_close(ctx);
 	fs_evict_close(ctx);
 	fs_cache_close(&ctx->cache);
 	index_tree_free(ctx->tree);

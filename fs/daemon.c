@@ -240,6 +240,12 @@ int fs_run(const struct fs_options *opts)
 		       fs_strerror(-r));
 		goto err_unmount;
 	}
+	r = fs_prefetch_start(ctx);
+	if (r < 0) {
+		fs_log(LOG_ERR, "cannot start prefetching: %s",
+		       fs_strerror(-r));
+		goto err_unmount;
+	}
 	daemon_log_start(ctx, mountpoint);
 
 	r = daemon_serve(ctx, se);

@@ -31,6 +31,15 @@ static void fetch_fail(const struct fs_layer *layer, uint32_t chunk_no,
 		       chunk->blob_off, cause);
 }
 
+/* Counts blob bytes read, in all and for their layer. */
+static void fetch_count(struct fs_ctx *ctx, const struct fs_layer *layer,
+			uint64_t n)
+{
+	fs_stat_add(ctx, blob_bytes_read, n);
+	atomic_fetch_add_explicit(&ctx->layers[layer - ctx->layers].bytes_fetched,
+				  n, memory_order_relaxed);
+}
+
 /* The frame from the server: one range request (retried inside). */
 static int fetch_remote_frame(struct fs_ctx *ctx, struct fs_worker *worker,
 			      const struct fs_layer *layer,
@@ -47,7 +56,7 @@ static int fetch_remote_frame(struct fs_ctx *ctx, struct fs_worker *worker,
 		*ret_cause = worker->err[0] ? worker->err : fs_strerror(-r);
 		return r == -ENOMEM ? r : -EIO;
 	}
-	fs_stat_add(ctx, blob_bytes_read, chunk->blob_len);
+	fetch_count(ctx, layer, chunk->blob_len);
 	return 0;
 }
 
@@ -65,7 +74,7 @@ static int fetch_read_frame(struct fs_ctx *ctx, struct fs_worker *worker,
 			  chunk->blob_off);
 	fs_stat_add(ctx, blob_reads, 1);
 	if (n > 0)
-		fs_stat_add(ctx, blob_bytes_read, n);
+		fetch_count(ctx, layer, (uint64_t)n);
 
 	if (n < 0) {
 		*ret_cause = fs_strerror((int)-n);
@@ -206,6 +215,6 @@ int fs_fetch_span(struct fs_ctx *ctx, struct fs_worker *worker,
 			   worker->err[0] ? worker->err : fs_strerror(-r));
 		return r == -ENOMEM ? r : -EIO;
 	}
-	fs_stat_add(ctx, blob_bytes_read, len);
+	fetch_count(ctx, l, len);
 	return 0;
 }

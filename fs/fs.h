@@ -14,6 +14,9 @@
 
 #define FS_DEFAULT_CACHE_DIR "/var/cache/imgfs"
 
+/* A switch that may be left to the daemon's judgement. */
+enum fs_switch { FS_DEFAULT, FS_ON, FS_OFF };
+
 struct fs_options {
 	const char *source; /* "oci:DIR[:TAG]", "docker://...", "http(s)://..." */
 	const char *mountpoint;
@@ -29,6 +32,12 @@ struct fs_options {
 	unsigned int stall_s; /* no byte this long: retry; 0: 10 */
 	int insecure; /* docker://: plain http to a non-loopback host */
 	int http_debug; /* log every HTTP exchange (libcurl verbose) */
+	/* Fetching ahead: */
+	enum fs_switch prefetch; /* the profile's chunks; default on */
+	enum fs_switch fill; /* all the rest; default on for remote */
+	unsigned int fill_rate_mb; /* cap on the fill, MB/s; 0: none */
+	unsigned int prefetch_threads; /* 0: 4 */
+	const char *record_file; /* write the chunks programs read, or NULL */
 };
 
 /*

@@ -143,6 +143,48 @@ void fs_evict_stored(struct fs_ctx *ctx, uint64_t size);
 void fs_evict_pin(struct fs_ctx *ctx, uint32_t layer, uint32_t first,
 		  uint32_t count, bool pin);
 
+/* ---- prefetch, background fill and recording (prefetch.c) ---- */
+
+struct fs_prefetch {
+	bool initialised; /* pace_lock is set up */
+	/* The plan: profile chunks first, then the fill; immutable once
+	 * the threads run. */
+	struct index_profile_entry *plan;
+	size_t n, cap;
+	size_t n_profile; /* plan[0..n_profile) come from the profile */
+	pthread_mutex_t take_lock; /* guards cursor */
+	size_t cursor; /* next position to take */
+	_Atomic uint64_t profile_done; /* positions handled, by part */
+	_Atomic uint64_t fill_done;
+	_Atomic uint64_t failed; /* positions whose chunk could not be had */
+	_Atomic bool stop;
+	_Atomic unsigned int running; /* threads not yet finished */
+	pthread_t *threads;
+	unsigned int n_threads;
+	pthread_mutex_t pace_lock; /* guards pace_us */
+	uint64_t pace_us; /* when the fill may next fetch (fill_rate) */
+};
+
+struct fs_record {
+	bool on; /* -o record=FILE */
+	pthread_mutex_t lock; /* guards entries, n, cap */
+	_Atomic uint64_t **seen; /* per layer, a bit per chunk: recorded */
+	struct index_profile_entry *entries;
+	size_t n, cap;
+};
+
+/* Plans and starts the prefetch threads (call after the daemon forked).
+ * Nothing to do is not an error.  -ENOMEM or -errno of pthread_create. */
+int fs_prefetch_start(struct fs_ctx *ctx);
+/* Stops and joins them; safe when they never started. */
+void fs_prefetch_stop(struct fs_ctx *ctx);
+/* Sets up recording when opts->record_file is set.  -ENOMEM. */
+int fs_record_open(struct fs_ctx *ctx);
+/* Notes a program's read of a chunk: the first one is recorded. */
+void fs_record_touch(struct fs_ctx *ctx, uint32_t layer, uint32_t chunk);
+/* Writes the recorded profile and frees the recorder (errors logged). */
+int fs_record_close(struct fs_ctx *ctx);
+
 /* ---- the daemon ---- */
 
 struct fs_layer {
@@ -150,6 +192,7 @@ struct fs_layer {
 	struct index_layer_map *map; /* immutable; owned */
 	const struct index_reader *reader; /* immutable; map->reader */
 	int blob_fd; /* immutable; positioned reads only; -1 when remote */
+	_Atomic uint64_t bytes_fetched; /* blob bytes read for chunks */
 };
 
 struct fs_ctx {
@@ -166,6 +209,10 @@ struct fs_ctx {
 	uint64_t index_bytes; /* immutable: sum of index sizes */
 	struct fs_cache cache; /* see struct fs_cache */
 	struct fs_evict evict; /* see struct fs_evict */
+	struct fs_prefetch prefetch; /* see struct fs_prefetch */
+	struct fs_record record; /* see struct fs_record */
+	/* Reads from programs in progress: prefetch waits while non-zero. */
+	_Atomic unsigned int reads_active;
 	struct fs_stats stats; /* atomic counters */
 };
 

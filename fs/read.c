@@ -127,6 +127,7 @@ static int read_copy(struct fs_ctx *ctx, struct fs_worker *worker,
 		r = read_iter_next(&it, &p);
 		if (r <= 0)
 			break;
+		fs_record_touch(ctx, layer, p.chunk_no);
 		r = fs_cache_chunk_fd(ctx, worker, layer, p.chunk_no,
 				      it.last_chunk, &fd);
 		if (r < 0)
@@ -166,6 +167,7 @@ static int read_reply_fds(struct fs_ctx *ctx, struct fs_worker *worker,
 		r = read_iter_next(&it, &p);
 		if (r <= 0)
 			break;
+		fs_record_touch(ctx, layer, p.chunk_no);
 		r = fs_cache_chunk_fd(ctx, worker, layer, p.chunk_no,
 				      it.last_chunk, &fd);
 		if (r < 0)
@@ -323,7 +325,9 @@ void fs_read_reply(struct fs_ctx *ctx, fuse_req_t req, fuse_ino_t ino,
 	len = entry.size - (uint64_t)off < size ?
 		      (size_t)(entry.size - (uint64_t)off) : size;
 
+	atomic_fetch_add_explicit(&ctx->reads_active, 1, memory_order_relaxed);
 	r = read_serve(ctx, req, layer, &entry, (uint64_t)off, len);
+	atomic_fetch_sub_explicit(&ctx->reads_active, 1, memory_order_relaxed);
 	if (r < 0)
 		goto err_reply;
 	fs_stat_add(ctx, bytes_served, len);

@@ -12,7 +12,43 @@
 #include "fs/log.h"
 
 /* Room for the stats text: a dozen lines of a name and a 64-bit value. */
-#define XATTR_STATS_SIZE 2048
+#define XATTR_STATS_SIZE 8192
+
+/* Layers listed one by one in the counters; an image has a few dozen at
+ * most, and the text must fit its buffer. */
+#define STATS_LAYERS_MAX 64
+
+/* Appends prefetch progress and per-layer fetch counts at @n. */
+static int stats_format_prefetch(const struct fs_ctx *ctx, char *buf,
+				 size_t size, size_t n)
+{
+	const struct fs_prefetch *pf = &ctx->prefetch;
+	uint64_t done = atomic_load(&pf->profile_done) +
+			atomic_load(&pf->fill_done);
+	int m;
+
+	m = snprintf(buf + n, size - n,
+		     "prefetch_percent %.1f\n"
+		     "prefetch_profile_chunks %zu\n"
+		     "prefetch_profile_done %" PRIu64 "\n"
+		     "prefetch_fill_chunks %zu\n"
+		     "prefetch_fill_done %" PRIu64 "\n"
+		     "prefetch_failed %" PRIu64 "\n",
+		     pf->n ? 100.0 * (double)done / (double)pf->n : 100.0,
+		     pf->n_profile, atomic_load(&pf->profile_done),
+		     pf->n - pf->n_profile, atomic_load(&pf->fill_done),
+		     atomic_load(&pf->failed));
+	for (uint32_t i = 0; m >= 0 && (size_t)m < size - n &&
+			     i < ctx->n_layers && i < STATS_LAYERS_MAX; i++) {
+		n += (size_t)m;
+		m = snprintf(buf + n, size - n,
+			     "layer%" PRIu32 "_bytes_fetched %" PRIu64 "\n"
+			     "layer%" PRIu32 "_blob_size %" PRIu64 "\n",
+			     i, atomic_load(&ctx->layers[i].bytes_fetched), i,
+			     ctx->layers[i].desc->size);
+	}
+	return m < 0 ? (int)n : (int)(n + (size_t)m);
+}
 
 size_t fs_stats_format(const struct fs_ctx *ctx, char *buf, size_t size)
 {
@@ -64,6 +100,8 @@ size_t fs_stats_format(const struct fs_ctx *ctx, char *buf, size_t size)
 #undef LOAD
 		n = m < 0 ? n : n + m;
 	}
+	if (n >= 0 && (size_t)n < size)
+		n = stats_format_prefetch(ctx, buf, size, (size_t)n);
 	if (n < 0)
 		return 0;
 	return (size_t)n < size ? (size_t)n : size - 1;

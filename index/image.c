@@ -364,6 +364,28 @@ static int load_layer(struct index_image *img, struct json_object *desc,
 	return 0;
 }
 
+/* The startup profile in the config's labels, when there is one. */
+static int load_profile(struct index_image *img, struct json_object *config,
+			char *err, size_t err_size)
+{
+	struct json_object *c = get_typed(config, "config", json_type_object);
+	struct json_object *labels = c ? get_typed(c, "Labels",
+						   json_type_object) : NULL;
+	const char *text = labels ? get_string(labels, INDEX_PROFILE_LABEL) :
+				    NULL;
+	int r;
+
+	if (!text)
+		return 0;
+	r = index_profile_decode(text, img->n_layers, &img->profile,
+				 &img->n_profile);
+	if (r == -EINVAL)
+		return index_seterr(err, err_size, r,
+			      "config label %s is not a valid profile",
+			      INDEX_PROFILE_LABEL);
+	return r;
+}
+
 static int load_config(struct index_image *img, struct index_docs *docs,
 		       struct json_object *manifest, char *err,
 		       size_t err_size)
@@ -405,6 +427,8 @@ static int load_config(struct index_image *img, struct index_docs *docs,
 			   "config has %zu diff_ids for %u layers",
 			   ids ? json_object_array_length(ids) : 0,
 			   img->n_layers);
+	if (r == 0)
+		r = load_profile(img, config, err, err_size);
 	json_object_put(config);
 	return r;
 }
@@ -592,6 +616,7 @@ void index_image_free(struct index_image *image)
 	free(image->dir);
 	free(image->tag);
 	free(image->manifest_digest);
+	free(image->profile);
 	free(image->config_digest);
 	free(image->config_path);
 	free(image);

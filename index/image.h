@@ -32,6 +32,29 @@ struct index_image_layer {
 	struct index_locator locator;
 };
 
+/* The config label that carries the startup profile (FORMAT.md, 5). */
+#define INDEX_PROFILE_LABEL "org.imgfs.profile.v1"
+/* Longest label value accepted: about 6 million chunks. */
+#define INDEX_PROFILE_TEXT_MAX (64u << 20)
+
+/* One chunk of the startup profile, in the order it was first read. */
+struct index_profile_entry {
+	uint32_t layer; /* position in the manifest, below n_layers */
+	uint32_t chunk; /* chunk number in that layer's index (unchecked) */
+};
+
+/*
+ * Decodes a profile label's value (base64 of a 16-byte header and 8-byte
+ * records) for an image of @n_layers layers.  *ret_entries is malloc'd
+ * (the caller frees it).  Returns -EINVAL for a malformed value, -ENOMEM.
+ */
+int index_profile_decode(const char *text, uint32_t n_layers,
+			 struct index_profile_entry **ret_entries,
+			 uint32_t *ret_count);
+/* Encodes @count entries as a label value; *ret_text is malloc'd. */
+int index_profile_encode(const struct index_profile_entry *entries,
+			 uint32_t count, char **ret_text);
+
 /* An image read from a layout.  Owns every string it points to. */
 struct index_image {
 	char *dir;
@@ -42,6 +65,8 @@ struct index_image {
 	uint64_t config_size;
 	uint32_t n_layers;
 	struct index_image_layer *layers;
+	struct index_profile_entry *profile; /* NULL: the image has none */
+	uint32_t n_profile;
 };
 
 /*

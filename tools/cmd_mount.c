@@ -56,6 +56,21 @@ static int parse_size(const char *opt, const char *val, uint64_t *ret)
 	return 0;
 }
 
+/* An on/off option's value. */
+static int parse_switch(const char *opt, const char *val,
+			enum fs_switch *ret)
+{
+	if (strcmp(val, "on") == 0 || strcmp(val, "1") == 0) {
+		*ret = FS_ON;
+	} else if (strcmp(val, "off") == 0 || strcmp(val, "0") == 0) {
+		*ret = FS_OFF;
+	} else {
+		imgtool_error("bad value in -o %s (on or off)", opt);
+		return -EINVAL;
+	}
+	return 0;
+}
+
 /* Takes our own options out of a -o list; the rest goes to FUSE. */
 static int parse_o(struct fs_options *o, char *list, char **fuse_opts)
 {
@@ -78,6 +93,16 @@ static int parse_o(struct fs_options *o, char *list, char **fuse_opts)
 			r = parse_uint(opt, opt + 9, 86400, &o->deadline_s);
 		} else if (strncmp(opt, "stall=", 6) == 0) {
 			r = parse_uint(opt, opt + 6, 86400, &o->stall_s);
+		} else if (strncmp(opt, "prefetch=", 9) == 0) {
+			r = parse_switch(opt, opt + 9, &o->prefetch);
+		} else if (strncmp(opt, "fill=", 5) == 0) {
+			r = parse_switch(opt, opt + 5, &o->fill);
+		} else if (strncmp(opt, "fill_rate=", 10) == 0) {
+			r = parse_uint(opt, opt + 10, 1000000, &o->fill_rate_mb);
+		} else if (strncmp(opt, "prefetch_threads=", 17) == 0) {
+			r = parse_uint(opt, opt + 17, 32, &o->prefetch_threads);
+		} else if (strncmp(opt, "record=", 7) == 0) {
+			o->record_file = opt + 7;
 		} else if (strcmp(opt, "insecure") == 0) {
 			o->insecure = 1;
 		} else if (strcmp(opt, "http_debug") == 0) {

@@ -21,9 +21,13 @@ static const char usage[] =
 	"        print the entries as JSON lines (summary on stderr)\n"
 	"  index verify BLOB|oci:DIR[:TAG]\n"
 	"        decompress and check every chunk against its hash\n"
-	"  mount [-f] [-d] [-o OPTIONS] oci:DIR[:TAG] MOUNTPOINT\n"
-	"        mount the image read-only, fetching chunks on first use\n"
-	"        (options: cache=DIR, threads=N, debug, and FUSE options)\n"
+	"  mount [-f] [-d] [-o OPTIONS] SOURCE MOUNTPOINT\n"
+	"        mount the image read-only, fetching chunks on first use;\n"
+	"        SOURCE is oci:DIR[:TAG], docker://HOST/REPO[:TAG|@DIGEST]\n"
+	"        or http(s)://HOST/PATH[:TAG] (options: see the README)\n"
+	"  record [-o OPTIONS] oci:DIR[:TAG] -- COMMAND [ARGS]\n"
+	"        run COMMAND in the image and attach the chunks it read\n"
+	"        first to the image, as its startup profile\n"
 	"  status MOUNTPOINT\n"
 	"        print a mounted image's counters\n"
 	"  version\n";
@@ -58,6 +62,8 @@ int main(int argc, char **argv)
 		return imgtool_mount(argc - 1, argv + 1);
 	if (strcmp(argv[1], "status") == 0)
 		return imgtool_status(argc - 1, argv + 1);
+	if (strcmp(argv[1], "record") == 0)
+		return imgtool_record(argc - 1, argv + 1);
 	if (strcmp(argv[1], "version") == 0 ||
 	    strcmp(argv[1], "--version") == 0) {
 		printf("imgtool %s\n", IMGFS_VERSION);

@@ -11,6 +11,7 @@ int imgtool_build(int argc, char **argv);
 int imgtool_index(int argc, char **argv);
 int imgtool_mount(int argc, char **argv);
 int imgtool_status(int argc, char **argv);
+int imgtool_record(int argc, char **argv);
 
 /* Prints "imgtool: MESSAGE" to stderr. */
 void imgtool_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -116,7 +116,7 @@ one_run() {
 	echo 3 >/proc/sys/vm/drop_caches
 	mark=$(wc -l <"$PROXY_LOG")
 	mount_fg "docker://127.0.0.1:$PROXY_PORT/tree:v1" "$WORK/mnt" \
-		-o "cache=$WORK/cache$r"
+		-o "fill=off,cache=$WORK/cache$r"
 	ls "$WORK/mnt" >/dev/null
 	echo "0 $(counts "$mark")"
 	mark=$(wc -l <"$PROXY_LOG")

@@ -31,7 +31,7 @@ remount() {
 		unmount_fg "$WORK/mnt"
 	fi
 	n=$((n + 1))
-	mount_fg "$SRC" "$WORK/mnt" -o "cache=$WORK/cache$n,authfile=$WORK/auth.json,deadline=$DEADLINE,stall=1"
+	mount_fg "$SRC" "$WORK/mnt" -o "fill=off,cache=$WORK/cache$n,authfile=$WORK/auth.json,deadline=$DEADLINE,stall=1"
 }
 
 # expect ok|eio FILE [ARGS]: what a reader of FILE in the mount must see.
@@ -112,7 +112,7 @@ done
 say "an index that does not match its digest: the mount is refused"
 fault corrupt -1 ranges
 mount_refused 'index.*digest' "$SRC" \
-	-o "cache=$WORK/cache-bad,authfile=$WORK/auth.json"
+	-o "fill=off,cache=$WORK/cache-bad,authfile=$WORK/auth.json"
 fault pass
 
 say "redirect to presigned storage on another host name"

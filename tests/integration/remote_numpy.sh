@@ -20,7 +20,7 @@ push_image "$WORK/img" "127.0.0.1:$REG_PORT/python-numpy:latest" \
 	--dest-creds "$REG_USER:$REG_PASS"
 authfile "$WORK/auth.json" "127.0.0.1:$REG_PORT"
 mount_fg "docker://127.0.0.1:$REG_PORT/python-numpy:latest" "$WORK/mnt" \
-	-o "cache=$WORK/cache,authfile=$WORK/auth.json"
+	-o "fill=off,cache=$WORK/cache,authfile=$WORK/auth.json"
 out=$(chroot "$WORK/mnt" python3 -c 'import numpy; print(numpy.arange(6).sum())')
 [ "$out" = 15 ] || fail "python printed '$out', not 15"
 got=$(stat_of "$WORK/mnt" http_bytes)
@@ -39,7 +39,7 @@ start_nginx "$WORK/www"
 umoci raw unpack --image "$DATA/oci/python-numpy:latest" "$WORK/want" \
 	>/dev/null 2>&1 || fail "umoci cannot unpack the original"
 mount_fg "http://127.0.0.1:$NGINX_PORT/python-numpy" "$WORK/mnt" \
-	-o "cache=$WORK/cache-http"
+	-o "fill=off,cache=$WORK/cache-http"
 python3 "$TESTS/treecmp.py" --random-reads 200 "$WORK/want" "$WORK/mnt" ||
 	fail "tree served by nginx differs from umoci's"
 unmount_fg "$WORK/mnt"

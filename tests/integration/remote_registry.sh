@@ -23,7 +23,7 @@ say "anonymous registry: push, then mount by tag"
 start_registry open none
 push_image "$WORK/out" "127.0.0.1:$REG_PORT/syn:v1"
 mount_fg "docker://127.0.0.1:$REG_PORT/syn:v1" "$WORK/mnt" \
-	-o "cache=$WORK/cache-open"
+	-o "fill=off,cache=$WORK/cache-open"
 req=$(stat_of "$WORK/mnt" http_requests)
 # The manifest, the config, and one range request per layer index (the
 # layer annotations give its place).
@@ -36,7 +36,7 @@ say "by digest, in a fresh cache"
 digest=$(skopeo inspect --tls-verify=false \
 	"docker://127.0.0.1:$REG_PORT/syn:v1" | jq -r .Digest)
 mount_fg "docker://127.0.0.1:$REG_PORT/syn@$digest" "$WORK/mnt" \
-	-o "cache=$WORK/cache-digest"
+	-o "fill=off,cache=$WORK/cache-digest"
 cmp "$WORK/expected/usr/lib/libbig.so" "$WORK/mnt/usr/lib/libbig.so" ||
 	fail "libbig.so differs when mounted by digest"
 unmount_fg "$WORK/mnt"
@@ -64,7 +64,7 @@ EOF
 		"http://127.0.0.1:$REG_PORT/v2/syn/manifests/multi")
 	[ "$code" = 201 ] || fail "registry refused the index ($code): $(cat "$WORK/put.out")"
 	mount_fg "docker://127.0.0.1:$REG_PORT/syn:multi" "$WORK/mnt" \
-		-o "cache=$WORK/cache-multi"
+		-o "fill=off,cache=$WORK/cache-multi"
 	grep -qx localhost "$WORK/mnt/etc/hostname" ||
 		fail "wrong tree through a $mt"
 	unmount_fg "$WORK/mnt"
@@ -75,10 +75,10 @@ start_registry basic basic
 push_image "$WORK/out" "127.0.0.1:$REG_PORT/syn:v1" \
 	--dest-creds "$REG_USER:$REG_PASS"
 mount_refused credentials "docker://127.0.0.1:$REG_PORT/syn:v1" \
-	-o "cache=$WORK/cache-basic"
+	-o "fill=off,cache=$WORK/cache-basic"
 authfile "$WORK/auth.json" "127.0.0.1:$REG_PORT"
 mount_fg "docker://127.0.0.1:$REG_PORT/syn:v1" "$WORK/mnt" \
-	-o "cache=$WORK/cache-basic,authfile=$WORK/auth.json"
+	-o "fill=off,cache=$WORK/cache-basic,authfile=$WORK/auth.json"
 compare "$WORK/mnt" "basic-auth registry"
 unmount_fg "$WORK/mnt"
 
@@ -89,7 +89,7 @@ push_image "$WORK/out" "127.0.0.1:$REG_PORT/syn:v1" \
 	--dest-creds "$REG_USER:$REG_PASS"
 authfile "$WORK/auth.json" "127.0.0.1:$REG_PORT"
 mount_fg "docker://127.0.0.1:$REG_PORT/syn:v1" "$WORK/mnt" \
-	-o "cache=$WORK/cache-token,authfile=$WORK/auth.json"
+	-o "fill=off,cache=$WORK/cache-token,authfile=$WORK/auth.json"
 cmp "$WORK/expected/usr/lib/libmid.so" "$WORK/mnt/usr/lib/libmid.so" ||
 	fail "libmid.so differs"
 first=$(stat_of "$WORK/mnt" http_auth_refreshes)
