@@ -375,13 +375,18 @@ int builder_scan_tar(const struct builder_tar *tar,
 		return -ENOMEM;
 	archive_read_support_format_tar(a);
 	archive_read_support_format_gnutar(a);
+	/* A layer may be a tar of no bytes at all (nothing changed). */
+	archive_read_support_format_empty(a);
 	if (archive_read_open_memory(a, tar->data, tar->size) != ARCHIVE_OK) {
 		ret = builder_err(err, err_size, -EBADMSG, "not a tar: %s",
 				  archive_error_string(a));
 		goto out;
 	}
 	while ((r = archive_read_next_header(a, &ae)) != ARCHIVE_EOF) {
-		if (r < ARCHIVE_WARN) {
+		/* ARCHIVE_RETRY means libarchive skipped a damaged header
+		 * (bad checksum) to look for the next one: for a layer that
+		 * is corruption, never something to step over. */
+		if (r != ARCHIVE_OK && r != ARCHIVE_WARN) {
 			ret = builder_err(err, err_size, -EBADMSG,
 					  "bad tar header after entry %u: %s",
 					  stats->entries,
