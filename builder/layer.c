@@ -16,6 +16,7 @@
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,19 +35,60 @@
 #define BATCH_BYTES (64u << 20)
 #define MAX_THREADS 64
 
-static int write_full(int fd, const void *buf, size_t len)
+/* Writes all @len bytes at @off, going on after short writes. */
+static int pwrite_full(int fd, const void *buf, size_t len, uint64_t off)
 {
 	const uint8_t *p = buf;
 
 	while (len) {
-		ssize_t n = write(fd, p, len);
+		ssize_t n = pwrite(fd, p, len, (off_t)off);
 
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0)
 			return -errno;
 		p += n;
+		off += (uint64_t)n;
 		len -= (size_t)n;
+	}
+	return 0;
+}
+
+#define HOLE_BLOCK 4096u
+
+static bool block_is_zero(const uint8_t *p, size_t len)
+{
+	static const uint8_t zero[HOLE_BLOCK];
+
+	return memcmp(p, zero, len) == 0;
+}
+
+/*
+ * Writes @len bytes at @off of the scratch tar, leaving blocks of zeros
+ * as holes: a layer holding a large sparse or zero-filled file then
+ * needs no scratch space for it.  The caller sets the final size with
+ * ftruncate() so that a trailing hole counts.
+ */
+static int write_sparse(int fd, const uint8_t *buf, size_t len, uint64_t off)
+{
+	size_t pos = 0, run = 0; /* run: data bytes before pos not written */
+	int err;
+
+	while (pos < len) {
+		size_t n = len - pos < HOLE_BLOCK ? len - pos : HOLE_BLOCK;
+		bool zero = block_is_zero(buf + pos, n);
+
+		if (!zero)
+			run += n;
+		pos += n;
+		if (run && (zero || pos == len)) {
+			size_t start = pos - run - (zero ? n : 0);
+
+			err = pwrite_full(fd, buf + start, run, off + start);
+			if (err < 0)
+				return err;
+			run = 0;
+		}
 	}
 	return 0;
 }
@@ -73,7 +115,8 @@ struct out_blob {
 
 static int out_write(struct out_blob *o, const void *buf, size_t len)
 {
-	int err = write_full(o->fd, buf, len);
+	/* The blob is written from its start, so its size is the offset. */
+	int err = pwrite_full(o->fd, buf, len, o->size);
 
 	if (err < 0)
 		return err;
@@ -151,7 +194,7 @@ static int unpack_layer(const char *src, int tar_fd, uint8_t diff_id[32],
 			goto out;
 		}
 		EVP_DigestUpdate(sha, buf, (size_t)n);
-		ret = write_full(tar_fd, buf, (size_t)n);
+		ret = write_sparse(tar_fd, buf, (size_t)n, total);
 		if (ret < 0) {
 			builder_err(err, err_size, ret,
 				    "cannot write scratch tar: %s",
@@ -163,6 +206,12 @@ static int unpack_layer(const char *src, int tar_fd, uint8_t diff_id[32],
 			report(o, layer, n_layers, "unpack", total, 0);
 	}
 done:
+	if (ftruncate(tar_fd, (off_t)total) < 0) {
+		ret = -errno;
+		builder_err(err, err_size, ret, "cannot write scratch tar: %s",
+			    strerror(-ret));
+		goto out;
+	}
 	EVP_DigestFinal_ex(sha, diff_id, &dlen);
 	*ret_size = total;
 out:
