@@ -440,6 +440,7 @@ struct scratch {
 	struct builder_span *spans;
 	uint64_t *ends;
 	void *index;
+	size_t index_size;
 	struct out_blob out;
 };
 
@@ -567,7 +568,6 @@ static int build_blob(struct scratch *s, const struct builder_options *opts,
 	struct compress_job job = { &s->tar, NULL, 0, NULL, &s->out, opts,
 				    layer, n_layers };
 	uint32_t n_spans = 0;
-	size_t index_size;
 	int r;
 
 	r = index_writer_new(&s->writer);
@@ -591,13 +591,15 @@ static int build_blob(struct scratch *s, const struct builder_options *opts,
 				   strerror(-r));
 	st->data_size = s->out.size;
 	st->chunks = job.n_chunks;
-	r = index_writer_finish(s->writer, s->tar.size, &s->index, &index_size);
+	r = index_writer_finish(s->writer, s->tar.size, &s->index,
+				&s->index_size);
 	if (r == 0)
-		r = write_trailer(&s->out, s->index, index_size, ret_locator);
+		r = write_trailer(&s->out, s->index, s->index_size,
+				  ret_locator);
 	if (r < 0)
 		return builder_err(err, err_size, r, "cannot write index: %s",
 				   strerror(-r));
-	st->index_size = index_size;
+	st->index_size = s->index_size;
 	st->blob_size = s->out.size;
 	return 0;
 }
@@ -606,7 +608,8 @@ int builder_layer_convert(const char *src, const char *diff_id,
 			  const char *dst_dir, const struct builder_options *opts,
 			  uint32_t layer, uint32_t n_layers, char ret_digest[72],
 			  struct index_locator *ret_locator,
-			  struct builder_layer_stats *ret_stats, char *err,
+			  struct builder_layer_stats *ret_stats,
+			  void **ret_index, size_t *ret_index_size, char *err,
 			  size_t err_size)
 {
 	struct scratch s = { .tar_fd = -1, .blob_fd = -1 };
@@ -641,9 +644,14 @@ int builder_layer_convert(const char *src, const char *diff_id,
 	if (r < 0)
 		goto out;
 	r = seal_blob(&s, dst_dir, ret_digest);
-	if (r < 0)
+	if (r < 0) {
 		builder_err(err, err_size, r, "cannot store blob: %s",
 			    strerror(-r));
+		goto out;
+	}
+	*ret_index = s.index;
+	*ret_index_size = s.index_size;
+	s.index = NULL;
 out:
 	scratch_free(&s);
 	return r;
