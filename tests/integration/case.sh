@@ -64,6 +64,18 @@ timeout "$limit" "$IMGTOOL" build -q "oci:$host/oci:latest" \
 	"oci:$host/out:latest" 2>"$WORK/build.log" || rc=$?
 [ "$rc" = 0 ] || refused "imgtool build" "$rc" "$WORK/build.log"
 
+# Every entry prints as one line of valid JSON, whatever bytes its name
+# holds (those that are not UTF-8 come back through surrogateescape).
+"$IMGTOOL" index show "oci:$host/out" 2>/dev/null | python3 -c '
+import json, sys
+for n, line in enumerate(sys.stdin.buffer, 1):
+    try:
+        e = json.loads(line.decode("utf-8"))
+        e["path"].encode("utf-8", "surrogateescape")
+    except (ValueError, UnicodeError, KeyError) as x:
+        sys.exit("index show line %d is not valid JSON: %s" % (n, x))
+' || fail "imgtool index show prints bad JSON"
+
 if ! try_mount_fg "oci:$host/out" "$host/mnt" -o "cache=$host/cache"; then
 	rc=0
 	wait "$DAEMON_PID" || rc=$?
