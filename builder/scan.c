@@ -19,6 +19,9 @@
 
 #include "builder_internal.h"
 
+#define DEV_MAJOR_MAX 4095u
+#define DEV_MINOR_MAX 1048575u
+
 struct scan {
 	const struct builder_tar *tar;
 	struct index_writer *writer;
@@ -250,10 +253,25 @@ static int fill_metadata(struct archive_entry *ae, struct index_entry *e)
 		nsec = 1000000000 - nsec;
 	}
 	e->mtime_nsec = (uint32_t)nsec;
-	if (e->kind == INDEX_KIND_CHAR || e->kind == INDEX_KIND_BLOCK) {
-		e->dev_major = (uint32_t)archive_entry_rdevmajor(ae);
-		e->dev_minor = (uint32_t)archive_entry_rdevminor(ae);
-	}
+	return 0;
+}
+
+/*
+ * Linux keeps 12 bits of major and 20 of minor (a FUSE reply carries 32
+ * bits in all); a device number past that would show as another device,
+ * so it is refused rather than cut.
+ */
+static int fill_device(struct archive_entry *ae, struct index_entry *e)
+{
+	dev_t major = archive_entry_rdevmajor(ae);
+	dev_t minor = archive_entry_rdevminor(ae);
+
+	if (e->kind != INDEX_KIND_CHAR && e->kind != INDEX_KIND_BLOCK)
+		return 0;
+	if (major > DEV_MAJOR_MAX || minor > DEV_MINOR_MAX)
+		return -ERANGE;
+	e->dev_major = (uint32_t)major;
+	e->dev_minor = (uint32_t)minor;
 	return 0;
 }
 
@@ -319,6 +337,10 @@ static int scan_entry(struct scan *s, struct archive *a,
 		return e.kind == INDEX_KIND_WHITEOUT ? -EPERM : -EINVAL;
 	*what = "owner or mtime out of range";
 	err = fill_metadata(ae, &e);
+	if (err < 0)
+		return err;
+	*what = "device number past 4095:1048575, more than Linux can hold";
+	err = fill_device(ae, &e);
 	if (err < 0)
 		return err;
 	*what = "bad link target";

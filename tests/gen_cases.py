@@ -385,8 +385,8 @@ path=/cap-hl same-inode-as=/cap xattr=security.capability:hex:%s
 
 
 def sparse(c):
-    """Sparse files as GNU tar writes them (old GNU and PAX 1.0), with a
-    hole at the end, data only at the end, and no data at all."""
+    """Sparse files as GNU tar writes them (old GNU, PAX 0.0, 0.1 and
+    1.0), with a hole at the end, data only at the end, and no data."""
     src = os.path.join(c.out, "src")
     os.makedirs(src)
     files = {"mid": [(0, b"A" * 5000), (4 << 20, b"B" * 7000)],
@@ -401,16 +401,19 @@ def sparse(c):
                 f.seek(off)
                 f.write(d)
             f.truncate(sizes[n])
-    for fmt, ext in (("gnu", "gnu"), ("posix", "pax")):
+    forms = (("gnu", "gnu", []), ("posix", "pax00", ["--sparse-version=0.0"]),
+             ("posix", "pax01", ["--sparse-version=0.1"]),
+             ("posix", "pax10", ["--sparse-version=1.0"]))
+    for fmt, ext, opt in forms:
         tarpath = os.path.join(c.out, "layer%d.tar" % (len(c.names) + 1))
         subprocess.run(["tar", "-C", src, "--sparse", "--format=" + fmt,
                         "--numeric-owner", "--owner=0", "--group=0",
                         "--mtime=@%d" % T0, "--transform=s|^|%s-|" % ext,
-                        "-cf", tarpath] + sorted(files), check=True)
+                        "-cf", tarpath] + opt + sorted(files), check=True)
         c.names.append(os.path.basename(tarpath))
     subprocess.run(["rm", "-rf", src], check=True)
     lines = ["result=ok"]
-    for ext in ("gnu", "pax"):
+    for _, ext, _ in forms:
         for n in sorted(files):
             lines.append("path=/%s-%s type=file size=%d" %
                          (ext, n, sizes[n]))
@@ -496,6 +499,15 @@ def bad_blob(kind):
     return gen
 
 
+def bad_device(c):
+    """Device numbers Linux cannot hold (major past 12 bits, minor past
+    20): refused, not cut to another device."""
+    c.tar([ent("ok", data=b"ok\n")])
+    c.tar([ent("dev", "c", dev=(5000, 1)), ent("dev2", "b", dev=(1, 2**20))],
+          fmt=tarfile.GNU_FORMAT)
+    c.finish("result=error\n")
+
+
 def traversal(kind):
     """A name, a hard-link target or a whiteout that climbs out of the
     root with "..": rejected, or kept inside the image (never applied
@@ -562,6 +574,7 @@ CASES = {
     "root_entries": root_entries, "names": names, "attrs": attrs,
     "sparse": sparse, "empty_layers": empty_layers, "frames": frames,
     "symlink_parents": symlink_parents, "symlink_loop": symlink_loop,
+    "bad_device": bad_device,
 }
 for k in ("zstd-truncated", "zstd-bad-checksum", "gzip-bad-crc",
           "tar-eof-in-header", "tar-eof-in-data", "tar-bad-checksum"):
