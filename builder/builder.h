@@ -48,15 +48,17 @@ struct builder_stats {
  * Converts one layer: reads @src (a tar, plain or compressed with gzip or
  * zstd), checks its DiffID against @diff_id when not NULL, and writes the
  * seekable blob into the OCI layout @dst_dir's blobs.  Returns the new
- * blob's digest ("sha256:<hex>", 72 bytes with NUL), its locator and its
- * statistics.
+ * blob's digest ("sha256:<hex>", 72 bytes with NUL), its locator, its
+ * statistics and a copy of its index in *ret_index (*ret_index_size
+ * bytes, taken by the caller, who frees it).
  */
 struct index_locator;
 int builder_layer_convert(const char *src, const char *diff_id,
 			  const char *dst_dir, const struct builder_options *opts,
 			  uint32_t layer, uint32_t n_layers, char ret_digest[72],
 			  struct index_locator *ret_locator,
-			  struct builder_layer_stats *ret_stats, char *err,
+			  struct builder_layer_stats *ret_stats,
+			  void **ret_index, size_t *ret_index_size, char *err,
 			  size_t err_size);
 
 /*

@@ -22,6 +22,7 @@
 
 #include "builder_internal.h"
 #include "index/image.h"
+#include "index/tree.h"
 
 #define DOCKER_MANIFEST_MAX (1u << 20)
 
@@ -478,31 +479,102 @@ static void stats_add(struct builder_layer_stats *t,
 	t->chunks += l->chunks;
 }
 
+/* The layers' indexes, kept to check that the layers merge. */
+struct built_indexes {
+	void **data;
+	size_t *size;
+	struct index_reader **readers;
+	uint32_t n;
+};
+
+static void built_indexes_free(struct built_indexes *x)
+{
+	for (uint32_t i = 0; i < x->n; i++) {
+		index_reader_free(x->readers[i]);
+		free(x->data[i]);
+	}
+	free(x->data);
+	free(x->size);
+	free(x->readers);
+}
+
+/*
+ * Merges the converted layers as a mount will, so that an image whose
+ * layers do not merge (a hard link to a missing path, an entry below a
+ * symlink) is refused now, naming the entry, rather than at every mount.
+ */
+static int check_merge(const struct built_indexes *x, char *err,
+		       size_t err_size)
+{
+	const struct index_reader *const *readers =
+		(const struct index_reader *const *)x->readers;
+	struct index_tree_error terr = { 0 };
+	struct index_tree *tree = NULL;
+	struct index_entry e;
+	int r;
+
+	for (uint32_t i = 0; i < x->n; i++) {
+		r = index_reader_open(x->data[i], x->size[i], &x->readers[i],
+				      NULL);
+		if (r < 0)
+			return builder_err(err, err_size, r,
+					   "cannot read back the index of layer %u: %s",
+					   i, strerror(-r));
+	}
+	r = index_tree_build(readers, x->n, &tree, &terr);
+	index_tree_free(tree);
+	if (r == -EINVAL && terr.what && terr.layer < x->n) {
+		index_reader_entry(readers[terr.layer], terr.entry, &e);
+		return builder_err(err, err_size, r,
+				   "layer %u entry %u '%.*s' does not merge with the layers below: %s",
+				   terr.layer, terr.entry, (int)e.name_len,
+				   e.name, terr.what);
+	}
+	if (r < 0)
+		return builder_err(err, err_size, r,
+				   "cannot merge the layers: %s", strerror(-r));
+	return 0;
+}
+
 static int convert_layers(const struct source *s, const char *dst,
 			  const struct builder_options *opts,
 			  struct json_object *layers,
 			  struct builder_stats *stats, char *err,
 			  size_t err_size)
 {
+	struct built_indexes x = { 0 };
+	int r = 0;
+
+	x.data = calloc(s->n_layers + 1, sizeof(*x.data));
+	x.size = calloc(s->n_layers + 1, sizeof(*x.size));
+	x.readers = calloc(s->n_layers + 1, sizeof(*x.readers));
+	if (!x.data || !x.size || !x.readers) {
+		r = -ENOMEM;
+		goto out;
+	}
 	for (uint32_t i = 0; i < s->n_layers; i++) {
 		struct builder_layer_stats ls;
 		struct index_locator loc;
 		struct json_object *d;
 		char digest[72];
-		int r;
 
 		r = builder_layer_convert(s->layer_paths[i], s->diff_ids[i], dst,
 					  opts, i, s->n_layers, digest, &loc,
-					  &ls, err, err_size);
+					  &ls, &x.data[i], &x.size[i], err,
+					  err_size);
 		if (r < 0)
-			return r;
+			goto out;
+		x.n++;
 		d = descriptor(INDEX_MEDIA_LAYER_ZSTD, digest, ls.blob_size);
 		annotate(d, &loc);
 		json_object_array_add(layers, d);
 		stats_add(&stats->total, &ls);
 		stats->layers++;
 	}
-	return 0;
+	r = check_merge(&x, err, err_size);
+out:
+	built_indexes_free(&x);
+	return r;
 }
 
 /* Splits "oci:DIR[:TAG]" for the destination. */

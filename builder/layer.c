@@ -16,6 +16,7 @@
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,19 +35,60 @@
 #define BATCH_BYTES (64u << 20)
 #define MAX_THREADS 64
 
-static int write_full(int fd, const void *buf, size_t len)
+/* Writes all @len bytes at @off, going on after short writes. */
+static int pwrite_full(int fd, const void *buf, size_t len, uint64_t off)
 {
 	const uint8_t *p = buf;
 
 	while (len) {
-		ssize_t n = write(fd, p, len);
+		ssize_t n = pwrite(fd, p, len, (off_t)off);
 
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0)
 			return -errno;
 		p += n;
+		off += (uint64_t)n;
 		len -= (size_t)n;
+	}
+	return 0;
+}
+
+#define HOLE_BLOCK 4096u
+
+static bool block_is_zero(const uint8_t *p, size_t len)
+{
+	static const uint8_t zero[HOLE_BLOCK];
+
+	return memcmp(p, zero, len) == 0;
+}
+
+/*
+ * Writes @len bytes at @off of the scratch tar, leaving blocks of zeros
+ * as holes: a layer holding a large sparse or zero-filled file then
+ * needs no scratch space for it.  The caller sets the final size with
+ * ftruncate() so that a trailing hole counts.
+ */
+static int write_sparse(int fd, const uint8_t *buf, size_t len, uint64_t off)
+{
+	size_t pos = 0, run = 0; /* run: data bytes before pos not written */
+	int err;
+
+	while (pos < len) {
+		size_t n = len - pos < HOLE_BLOCK ? len - pos : HOLE_BLOCK;
+		bool zero = block_is_zero(buf + pos, n);
+
+		if (!zero)
+			run += n;
+		pos += n;
+		if (run && (zero || pos == len)) {
+			size_t start = pos - run - (zero ? n : 0);
+
+			err = pwrite_full(fd, buf + start, run, off + start);
+			if (err < 0)
+				return err;
+			run = 0;
+		}
 	}
 	return 0;
 }
@@ -73,7 +115,8 @@ struct out_blob {
 
 static int out_write(struct out_blob *o, const void *buf, size_t len)
 {
-	int err = write_full(o->fd, buf, len);
+	/* The blob is written from its start, so its size is the offset. */
+	int err = pwrite_full(o->fd, buf, len, o->size);
 
 	if (err < 0)
 		return err;
@@ -151,7 +194,7 @@ static int unpack_layer(const char *src, int tar_fd, uint8_t diff_id[32],
 			goto out;
 		}
 		EVP_DigestUpdate(sha, buf, (size_t)n);
-		ret = write_full(tar_fd, buf, (size_t)n);
+		ret = write_sparse(tar_fd, buf, (size_t)n, total);
 		if (ret < 0) {
 			builder_err(err, err_size, ret,
 				    "cannot write scratch tar: %s",
@@ -163,6 +206,12 @@ static int unpack_layer(const char *src, int tar_fd, uint8_t diff_id[32],
 			report(o, layer, n_layers, "unpack", total, 0);
 	}
 done:
+	if (ftruncate(tar_fd, (off_t)total) < 0) {
+		ret = -errno;
+		builder_err(err, err_size, ret, "cannot write scratch tar: %s",
+			    strerror(-ret));
+		goto out;
+	}
 	EVP_DigestFinal_ex(sha, diff_id, &dlen);
 	*ret_size = total;
 out:
@@ -391,6 +440,7 @@ struct scratch {
 	struct builder_span *spans;
 	uint64_t *ends;
 	void *index;
+	size_t index_size;
 	struct out_blob out;
 };
 
@@ -518,7 +568,6 @@ static int build_blob(struct scratch *s, const struct builder_options *opts,
 	struct compress_job job = { &s->tar, NULL, 0, NULL, &s->out, opts,
 				    layer, n_layers };
 	uint32_t n_spans = 0;
-	size_t index_size;
 	int r;
 
 	r = index_writer_new(&s->writer);
@@ -542,13 +591,15 @@ static int build_blob(struct scratch *s, const struct builder_options *opts,
 				   strerror(-r));
 	st->data_size = s->out.size;
 	st->chunks = job.n_chunks;
-	r = index_writer_finish(s->writer, s->tar.size, &s->index, &index_size);
+	r = index_writer_finish(s->writer, s->tar.size, &s->index,
+				&s->index_size);
 	if (r == 0)
-		r = write_trailer(&s->out, s->index, index_size, ret_locator);
+		r = write_trailer(&s->out, s->index, s->index_size,
+				  ret_locator);
 	if (r < 0)
 		return builder_err(err, err_size, r, "cannot write index: %s",
 				   strerror(-r));
-	st->index_size = index_size;
+	st->index_size = s->index_size;
 	st->blob_size = s->out.size;
 	return 0;
 }
@@ -557,7 +608,8 @@ int builder_layer_convert(const char *src, const char *diff_id,
 			  const char *dst_dir, const struct builder_options *opts,
 			  uint32_t layer, uint32_t n_layers, char ret_digest[72],
 			  struct index_locator *ret_locator,
-			  struct builder_layer_stats *ret_stats, char *err,
+			  struct builder_layer_stats *ret_stats,
+			  void **ret_index, size_t *ret_index_size, char *err,
 			  size_t err_size)
 {
 	struct scratch s = { .tar_fd = -1, .blob_fd = -1 };
@@ -592,9 +644,14 @@ int builder_layer_convert(const char *src, const char *diff_id,
 	if (r < 0)
 		goto out;
 	r = seal_blob(&s, dst_dir, ret_digest);
-	if (r < 0)
+	if (r < 0) {
 		builder_err(err, err_size, r, "cannot store blob: %s",
 			    strerror(-r));
+		goto out;
+	}
+	*ret_index = s.index;
+	*ret_index_size = s.index_size;
+	s.index = NULL;
 out:
 	scratch_free(&s);
 	return r;

@@ -19,6 +19,9 @@
 
 #include "builder_internal.h"
 
+#define DEV_MAJOR_MAX 4095u
+#define DEV_MINOR_MAX 1048575u
+
 struct scan {
 	const struct builder_tar *tar;
 	struct index_writer *writer;
@@ -250,10 +253,25 @@ static int fill_metadata(struct archive_entry *ae, struct index_entry *e)
 		nsec = 1000000000 - nsec;
 	}
 	e->mtime_nsec = (uint32_t)nsec;
-	if (e->kind == INDEX_KIND_CHAR || e->kind == INDEX_KIND_BLOCK) {
-		e->dev_major = (uint32_t)archive_entry_rdevmajor(ae);
-		e->dev_minor = (uint32_t)archive_entry_rdevminor(ae);
-	}
+	return 0;
+}
+
+/*
+ * Linux keeps 12 bits of major and 20 of minor (a FUSE reply carries 32
+ * bits in all); a device number past that would show as another device,
+ * so it is refused rather than cut.
+ */
+static int fill_device(struct archive_entry *ae, struct index_entry *e)
+{
+	dev_t major = archive_entry_rdevmajor(ae);
+	dev_t minor = archive_entry_rdevminor(ae);
+
+	if (e->kind != INDEX_KIND_CHAR && e->kind != INDEX_KIND_BLOCK)
+		return 0;
+	if (major > DEV_MAJOR_MAX || minor > DEV_MINOR_MAX)
+		return -ERANGE;
+	e->dev_major = (uint32_t)major;
+	e->dev_minor = (uint32_t)minor;
 	return 0;
 }
 
@@ -321,6 +339,10 @@ static int scan_entry(struct scan *s, struct archive *a,
 	err = fill_metadata(ae, &e);
 	if (err < 0)
 		return err;
+	*what = "device number past 4095:1048575, more than Linux can hold";
+	err = fill_device(ae, &e);
+	if (err < 0)
+		return err;
 	*what = "bad link target";
 	err = fill_link(s, ae, &e);
 	if (err < 0)
@@ -375,13 +397,18 @@ int builder_scan_tar(const struct builder_tar *tar,
 		return -ENOMEM;
 	archive_read_support_format_tar(a);
 	archive_read_support_format_gnutar(a);
+	/* A layer may be a tar of no bytes at all (nothing changed). */
+	archive_read_support_format_empty(a);
 	if (archive_read_open_memory(a, tar->data, tar->size) != ARCHIVE_OK) {
 		ret = builder_err(err, err_size, -EBADMSG, "not a tar: %s",
 				  archive_error_string(a));
 		goto out;
 	}
 	while ((r = archive_read_next_header(a, &ae)) != ARCHIVE_EOF) {
-		if (r < ARCHIVE_WARN) {
+		/* ARCHIVE_RETRY means libarchive skipped a damaged header
+		 * (bad checksum) to look for the next one: for a layer that
+		 * is corruption, never something to step over. */
+		if (r != ARCHIVE_OK && r != ARCHIVE_WARN) {
 			ret = builder_err(err, err_size, -EBADMSG,
 					  "bad tar header after entry %u: %s",
 					  stats->entries,

@@ -185,14 +185,16 @@ static int ctx_open_layers(struct fs_ctx *ctx)
 static int ctx_build_tree(struct fs_ctx *ctx)
 {
 	struct index_tree_error terr = { 0 };
+	struct index_entry e;
 	int r;
 
 	r = index_tree_build(ctx->readers, ctx->n_layers, &ctx->tree, &terr);
 	if (r == -EINVAL && terr.what && terr.layer < ctx->n_layers) {
+		index_reader_entry(ctx->readers[terr.layer], terr.entry, &e);
 		fs_log(LOG_ERR, "cannot merge layer %" PRIu32 " '%s' (entry %"
-		       PRIu32 "): %s", terr.layer,
+		       PRIu32 " '%.*s'): %s", terr.layer,
 		       ctx->layers[terr.layer].desc->digest, terr.entry,
-		       terr.what);
+		       (int)e.name_len, e.name, terr.what);
 		return r;
 	}
 	if (r < 0) {

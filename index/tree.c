@@ -390,26 +390,77 @@ static int apply_removal(struct builder *b, const struct index_entry *e)
 	return 0;
 }
 
+/*
+ * Links @name to the inode its target names now, or, when a whiteout of
+ * this layer removed that name before the layer's entries were applied,
+ * to the inode it named below this layer (@lower, NONE if none): a tar
+ * extractor meets the link before the whiteout deletes its original, so
+ * the data lives on under the new name.
+ */
 static int add_hardlink(struct builder *b, const struct index_entry *e,
 			uint32_t parent, uint32_t existing, const char *name,
-			uint32_t len)
+			uint32_t len, uint32_t lower)
 {
-	uint32_t target, node;
+	uint32_t target, ino, node;
 	int err;
 
 	err = walk(b, e->link, e->link_len, false, &target);
-	if (err < 0 || target == NONE)
-		return fail(b, -EINVAL, "hard link to a path that does not exist");
-	if (node_is_dir(b, target))
+	if (err < 0 && err != -ENOTDIR)
+		return err;
+	if (err == 0 && target != NONE && node_is_dir(b, target))
 		return fail(b, -EINVAL, "hard link to a directory");
-	if (target == existing)
+	if (err == 0 && target != NONE)
+		ino = b->nodes[target].inode;
+	else if (lower != NONE)
+		ino = lower;
+	else
+		return fail(b, -EINVAL, "hard link to a path that does not exist");
+	if (existing != NONE && b->nodes[existing].inode == ino)
 		return 0;
 	if (existing != NONE)
 		node_remove(b, existing);
-	return node_new(b, parent, name, len, b->nodes[target].inode, &node);
+	return node_new(b, parent, name, len, ino, &node);
 }
 
-static int apply_entry(struct builder *b, const struct index_entry *e)
+/*
+ * The inode each hard link of layer @r names before the layer's
+ * whiteouts apply, for add_hardlink(); *ret is NULL when the layer has
+ * no whiteouts (then nothing can go missing).  The caller frees *ret.
+ */
+static int lower_link_targets(struct builder *b,
+			      const struct index_reader *r, uint32_t n,
+			      uint32_t **ret)
+{
+	struct index_entry e;
+	uint32_t *lower = NULL, node;
+	bool removals = false;
+
+	*ret = NULL;
+	for (uint32_t i = 0; i < n && !removals; i++) {
+		index_reader_entry(r, i, &e);
+		removals = e.kind == INDEX_KIND_WHITEOUT ||
+			   e.kind == INDEX_KIND_OPAQUE;
+	}
+	if (!removals)
+		return 0;
+	lower = malloc((size_t)n * sizeof(*lower));
+	if (!lower)
+		return -ENOMEM;
+	for (uint32_t i = 0; i < n; i++) {
+		lower[i] = NONE;
+		index_reader_entry(r, i, &e);
+		if (e.kind != INDEX_KIND_HARDLINK ||
+		    walk(b, e.link, e.link_len, false, &node) < 0 ||
+		    node == NONE || node_is_dir(b, node))
+			continue;
+		lower[i] = b->nodes[node].inode;
+	}
+	*ret = lower;
+	return 0;
+}
+
+static int apply_entry(struct builder *b, const struct index_entry *e,
+		       uint32_t lower)
 {
 	uint32_t parent = 0, existing, ino, node, len = e->name_len;
 	const char *slash, *name = e->name;
@@ -425,15 +476,18 @@ static int apply_entry(struct builder *b, const struct index_entry *e)
 	if (slash) {
 		err = walk(b, e->name, (uint32_t)(slash - e->name), true,
 			   &parent);
+		if (err == -ENOTDIR || (err == 0 && !node_is_dir(b, parent)))
+			return fail(b, -EINVAL,
+				    "parent of entry is a symlink or not a directory");
 		if (err < 0)
-			return fail(b, err, "parent of entry is not a directory");
+			return err;
 		name = slash + 1;
 		len = e->name_len - (uint32_t)(name - e->name);
 	}
 	existing = child_find(b, parent, name, len);
 
 	if (e->kind == INDEX_KIND_HARDLINK)
-		return add_hardlink(b, e, parent, existing, name, len);
+		return add_hardlink(b, e, parent, existing, name, len, lower);
 	if (e->kind == INDEX_KIND_DIR && existing != NONE &&
 	    node_is_dir(b, existing)) {
 		ino = b->nodes[existing].inode;
@@ -452,11 +506,14 @@ static int apply_entry(struct builder *b, const struct index_entry *e)
 static int apply_layer(struct builder *b, uint32_t layer)
 {
 	const struct index_reader *r = b->layers[layer];
-	uint32_t n = index_reader_entry_count(r);
+	uint32_t n = index_reader_entry_count(r), *lower;
 	struct index_entry e;
 	int err;
 
 	b->cur_layer = layer;
+	err = lower_link_targets(b, r, n, &lower);
+	if (err < 0)
+		return err;
 	/* A layer's whiteouts hide only what the layers below it hold, so
 	 * they all go before any of its own entries. */
 	for (uint32_t i = 0; i < n; i++) {
@@ -466,18 +523,20 @@ static int apply_layer(struct builder *b, uint32_t layer)
 		b->cur_entry = i;
 		err = apply_removal(b, &e);
 		if (err < 0)
-			return err;
+			goto out;
 	}
 	for (uint32_t i = 0; i < n; i++) {
 		index_reader_entry(r, i, &e);
 		if (e.kind == INDEX_KIND_WHITEOUT || e.kind == INDEX_KIND_OPAQUE)
 			continue;
 		b->cur_entry = i;
-		err = apply_entry(b, &e);
+		err = apply_entry(b, &e, lower ? lower[i] : NONE);
 		if (err < 0)
-			return err;
+			goto out;
 	}
-	return 0;
+out:
+	free(lower);
+	return err;
 }
 
 /* ---- freezing ---- */

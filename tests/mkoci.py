@@ -4,10 +4,13 @@
 usage: mkoci.py OUT_DIR LAYER [LAYER...]
 
 Each LAYER is a tar file, plain (.tar), gzip (.gz/.tgz) or zstd (.zst),
-taken as it is; the DiffIDs are computed from the decompressed bytes
-(zstd through the zstd command).  The manifest is tagged "latest".
+taken as it is; the DiffIDs are computed from the decompressed bytes,
+streamed through the gzip and zstd commands so that layers of several GiB
+need no memory.  A blob that does not decompress (a truncated or corrupt
+test input) gets the digest of its raw bytes as DiffID, so the layout can
+still be written and the builder is the one to refuse it.  The manifest is
+tagged "latest".
 """
-import gzip
 import hashlib
 import json
 import os
@@ -23,6 +26,12 @@ MEDIA = {
 
 
 def kind(path):
+    """The compression, from the name when it says (a zstd stream may
+    start with a skippable frame), else from the magic bytes."""
+    for ext, k in ((".gz", "gz"), (".tgz", "gz"), (".zst", "zst"),
+                   (".tar", "tar")):
+        if path.endswith(ext):
+            return k
     with open(path, "rb") as f:
         head = f.read(4)
     if head[:2] == b"\x1f\x8b":
@@ -32,15 +41,25 @@ def kind(path):
     return "tar"
 
 
-def raw_bytes(path, k):
-    if k == "gz":
-        with gzip.open(path, "rb") as f:
-            return f.read()
-    if k == "zst":
-        return subprocess.run(["zstd", "-dc", path], check=True,
-                              stdout=subprocess.PIPE).stdout
+def sha256_stream(f):
+    h = hashlib.sha256()
+    while True:
+        b = f.read(1 << 20)
+        if not b:
+            return h.hexdigest()
+        h.update(b)
+
+
+def diff_id(path, k):
+    if k != "tar":
+        cmd = ["gzip" if k == "gz" else "zstd", "-dc", path]
+        p = subprocess.Popen(cmd, stdout=subprocess.PIPE,
+                             stderr=subprocess.DEVNULL)
+        d = sha256_stream(p.stdout)
+        if p.wait() == 0:
+            return d
     with open(path, "rb") as f:
-        return f.read()
+        return sha256_stream(f)
 
 
 def put_blob(out, data):
@@ -48,6 +67,20 @@ def put_blob(out, data):
     with open(os.path.join(out, "blobs", "sha256", d), "wb") as f:
         f.write(data)
     return "sha256:" + d, len(data)
+
+
+def put_file(out, path):
+    """Puts a layer file into the layout: a hard link when it can (same file
+    system), else copies it."""
+    with open(path, "rb") as f:
+        d = sha256_stream(f)
+    dest = os.path.join(out, "blobs", "sha256", d)
+    if not os.path.exists(dest):
+        try:
+            os.link(path, dest)
+        except OSError:
+            shutil.copyfile(path, dest)
+    return "sha256:" + d, os.path.getsize(path)
 
 
 def main():
@@ -59,9 +92,8 @@ def main():
     layers, diff_ids = [], []
     for path in sys.argv[2:]:
         k = kind(path)
-        diff_ids.append("sha256:" + hashlib.sha256(raw_bytes(path, k)).hexdigest())
-        with open(path, "rb") as f:
-            digest, size = put_blob(out, f.read())
+        diff_ids.append("sha256:" + diff_id(path, k))
+        digest, size = put_file(out, path)
         layers.append({"mediaType": MEDIA[k], "digest": digest, "size": size})
     config = {
         "architecture": "amd64", "os": "linux",

@@ -76,21 +76,62 @@ static int target_open(struct target *t, const char *arg)
 	return 0;
 }
 
-/* Writes @len bytes of @s as a JSON string.  Bytes of 0x80 and above
- * pass through: names are UTF-8 in practice.
- * XXX: a name that is not valid UTF-8 makes the line invalid JSON. */
+/* Length of the valid UTF-8 sequence at @s (of @len bytes left) that
+ * starts with a byte of 0x80 or above, or 0 when it is not one. */
+static size_t utf8_seq(const unsigned char *s, size_t len)
+{
+	unsigned char lo = 0x80, hi = 0xbf;
+	size_t n;
+
+	if (s[0] >= 0xc2 && s[0] <= 0xdf)
+		n = 2;
+	else if (s[0] >= 0xe0 && s[0] <= 0xef)
+		n = 3;
+	else if (s[0] >= 0xf0 && s[0] <= 0xf4)
+		n = 4;
+	else
+		return 0;
+	/* Overlong forms, UTF-16 surrogates and code points past U+10FFFF
+	 * are excluded through the range of the second byte. */
+	if (s[0] == 0xe0)
+		lo = 0xa0;
+	else if (s[0] == 0xed)
+		hi = 0x9f;
+	else if (s[0] == 0xf0)
+		lo = 0x90;
+	else if (s[0] == 0xf4)
+		hi = 0x8f;
+	if (len < n || s[1] < lo || s[1] > hi)
+		return 0;
+	for (size_t i = 2; i < n; i++)
+		if (s[i] < 0x80 || s[i] > 0xbf)
+			return 0;
+	return n;
+}
+
+/* Writes @len bytes of @s as a JSON string.  Valid UTF-8 passes through;
+ * each byte that is not part of it (names are bytes, not text) becomes
+ * \udcXX, the lone surrogate Python's "surrogateescape" decoding gives,
+ * so the line stays JSON and the bytes can be recovered. */
 static void json_string(FILE *f, const char *s, size_t len)
 {
+	const unsigned char *u = (const unsigned char *)s;
+
 	fputc('"', f);
 	for (size_t i = 0; i < len; i++) {
-		unsigned char c = (unsigned char)s[i];
+		size_t n;
 
-		if (c == '"' || c == '\\')
-			fprintf(f, "\\%c", c);
-		else if (c < 0x20 || c == 0x7f)
-			fprintf(f, "\\u%04x", c);
-		else
-			fputc(c, f);
+		if (u[i] == '"' || u[i] == '\\')
+			fprintf(f, "\\%c", u[i]);
+		else if (u[i] < 0x20 || u[i] == 0x7f)
+			fprintf(f, "\\u%04x", u[i]);
+		else if (u[i] < 0x80)
+			fputc(u[i], f);
+		else if ((n = utf8_seq(u + i, len - i)) > 0) {
+			fwrite(u + i, 1, n, f);
+			i += n - 1;
+		} else
+			fprintf(f, "\\udc%02x", u[i]);
 	}
 	fputc('"', f);
 }

@@ -52,10 +52,12 @@ need_cmd() {
 	done
 }
 
-# mount_fg SOURCE MOUNTPOINT [imgtool mount options...]
+# try_mount_fg SOURCE MOUNTPOINT [imgtool mount options...]
 # Starts the daemon in the foreground (in the background of this shell),
-# waits until the mount is up, and leaves its pid in DAEMON_PID.
-mount_fg() {
+# waits until the mount is up, and leaves its pid in DAEMON_PID.  Returns 1
+# when the daemon exits (or gives up) before the mount appears; the caller
+# then reaps it with wait "$DAEMON_PID".
+try_mount_fg() {
 	local src=$1 mnt=$2 i
 	shift 2
 	mkdir -p "$mnt"
@@ -68,8 +70,15 @@ mount_fg() {
 		kill -0 "$DAEMON_PID" 2>/dev/null || break
 		sleep 0.1
 	done
+	return 1
+}
+
+# mount_fg SOURCE MOUNTPOINT [imgtool mount options...]: try_mount_fg,
+# failing the test when the mount does not come up.
+mount_fg() {
+	try_mount_fg "$@" && return 0
 	cat "$WORK/daemon.log" >&2
-	fail "mount of $src on $mnt did not come up"
+	fail "mount of $1 on $2 did not come up"
 }
 
 # unmount_fg MOUNTPOINT: unmounts and checks that the daemon exited 0.

@@ -114,5 +114,34 @@ int main(void)
 	l[0] = layer(w0);
 	CHECK(index_tree_build(l, 1, &t, &terr) == -EINVAL);
 	CHECK(terr.layer == 0 && terr.entry == 0 && terr.what);
+
+	/* A link whose original a whiteout of the link's own layer removes
+	 * keeps the lower inode alive under the new name. */
+	CHECK(index_writer_new(&w0) == 0);
+	t_add(w0, INDEX_KIND_FILE, "orig", NULL, 512, 7);
+	l[0] = layer(w0);
+	CHECK(index_writer_new(&w1) == 0);
+	t_add(w1, INDEX_KIND_HARDLINK, "alias", "orig", 0, 0);
+	t_add(w1, INDEX_KIND_WHITEOUT, "orig", NULL, 0, 0);
+	l[1] = layer(w1);
+	CHECK(index_tree_build(l, 2, &t, &terr) == 0);
+	CHECK(look(t, "orig") == 0);
+	CHECK(index_tree_attr(t, look(t, "alias"), &a) == 0);
+	CHECK(a.layer == 0 && a.size == 7 && a.nlink == 1);
+	index_tree_free(t);
+
+	/* An entry directly below a symlink or a file is refused (it used
+	 * to hang below that node, invisible), like deeper ones. */
+	CHECK(index_writer_new(&w0) == 0);
+	t_add(w0, INDEX_KIND_SYMLINK, "lib", "usr/lib", 0, 0);
+	t_add(w0, INDEX_KIND_FILE, "f", NULL, 512, 1);
+	l[0] = layer(w0);
+	for (int i = 0; i < 2; i++) {
+		CHECK(index_writer_new(&w1) == 0);
+		t_add(w1, INDEX_KIND_FILE, i ? "f/x" : "lib/x", NULL, 512, 1);
+		l[1] = layer(w1);
+		CHECK(index_tree_build(l, 2, &t, &terr) == -EINVAL);
+		CHECK(terr.layer == 1 && terr.entry == 0 && terr.what);
+	}
 	return T_PASS;
 }
