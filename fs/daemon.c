@@ -249,6 +249,8 @@ int fs_run(const struct fs_options *opts)
 	daemon_log_start(ctx, mountpoint);
 
 	r = daemon_serve(ctx, se);
+	/* Prefetch threads hold workers too: they end before the key. */
+	fs_prefetch_stop(ctx);
 	fs_worker_teardown();
 
 err_unmount:

@@ -2,8 +2,12 @@
 # The python-numpy image built from Debian's packages, converted, pushed
 # with skopeo into a token-auth registry and mounted from it cold: python
 # imports numpy from the lazily mounted image, fetching a small part of
-# the image.  The same image served as a plain OCI layout by nginx mounts
-# too, and its tree matches umoci's unpack of the original.
+# the image.  Then the startup profile: imgtool record attaches what the
+# import reads; a mount of the profiled image fetches those chunks ahead
+# of the program, so the import finds them cached; the background fill
+# brings in the rest while a tree walk reads on.  The same image served
+# as a plain OCI layout by nginx mounts too, and its tree matches umoci's
+# unpack of the original.
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/netlib.sh"
 need_fuse
@@ -30,14 +34,63 @@ say "import numpy: $req requests, $got bytes fetched of a $total-byte image"
 [ $((got * 2)) -lt "$total" ] || fail "fetched $got of $total bytes"
 unmount_fg "$WORK/mnt"
 
+say "record a startup profile of the import"
+cp -a "$WORK/img" "$WORK/prof"
+"$IMGTOOL" record "oci:$WORK/prof:latest" -- \
+	python3 -c 'import numpy; print(numpy.arange(6).sum())' >"$WORK/rec.out" ||
+	fail "imgtool record failed"
+cat "$WORK/rec.out" >&2
+grep -q '^15$' "$WORK/rec.out" || fail "the recorded program did not print 15"
+push_image "$WORK/prof" "127.0.0.1:$REG_PORT/python-numpy:profiled" \
+	--dest-creds "$REG_USER:$REG_PASS"
+
+# wait_prefetch MOUNTPOINT: until the prefetch has handled its whole plan.
+wait_prefetch() {
+	local i
+	for i in $(seq 1 600); do
+		[ "$(stat_of "$1" prefetch_percent)" = 100.0 ] && return 0
+		sleep 0.1
+	done
+	fail "prefetch did not finish: $("$IMGTOOL" status "$1" | grep prefetch)"
+}
+
+say "profiled image: the profile is fetched ahead, the import fetches nothing more"
+mount_fg "docker://127.0.0.1:$REG_PORT/python-numpy:profiled" "$WORK/mnt" \
+	-o "fill=off,cache=$WORK/cache-prof,authfile=$WORK/auth.json"
+wait_prefetch "$WORK/mnt"
+chunks=$(stat_of "$WORK/mnt" prefetch_profile_chunks)
+before=$(stat_of "$WORK/mnt" chunks_fetched)
+out=$(chroot "$WORK/mnt" python3 -c 'import numpy; print(numpy.arange(6).sum())')
+[ "$out" = 15 ] || fail "python printed '$out', not 15"
+after=$(stat_of "$WORK/mnt" chunks_fetched)
+say "profile of $chunks chunks prefetched; the import then fetched $((after - before))"
+[ "$chunks" -gt 0 ] || fail "the mounted image has no profile"
+[ "$after" = "$before" ] || fail "the import fetched $((after - before)) chunks the profile had"
+unmount_fg "$WORK/mnt"
+
+say "background fill: everything arrives while the tree is read"
+umoci raw unpack --image "$DATA/oci/python-numpy:latest" "$WORK/want" \
+	>/dev/null 2>&1 || fail "umoci cannot unpack the original"
+mount_fg "docker://127.0.0.1:$REG_PORT/python-numpy:profiled" "$WORK/mnt" \
+	-o "fill=on,cache=$WORK/cache-fill,authfile=$WORK/auth.json"
+python3 "$TESTS/treecmp.py" "$WORK/want" "$WORK/mnt" ||
+	fail "tree differs while the fill runs"
+wait_prefetch "$WORK/mnt"
+[ "$(stat_of "$WORK/mnt" prefetch_failed)" = 0 ] || fail "fill chunks failed"
+# Everything is cached now: reading all of it fetches nothing.
+before=$(stat_of "$WORK/mnt" blob_reads)
+find "$WORK/mnt" -type f -print0 | xargs -0 cat >/dev/null
+after=$(stat_of "$WORK/mnt" blob_reads)
+say "fill done: $(stat_of "$WORK/mnt" blob_bytes_read) blob bytes read; a full read then made $((after - before)) more reads"
+[ "$after" = "$before" ] || fail "chunks were missing after the fill"
+unmount_fg "$WORK/mnt"
+
 say "the layout served by nginx"
 mkdir -p "$WORK/www"
 ln -s "$WORK/img" "$WORK/www/python-numpy"
 chmod -R a+rX "$WORK/img"
 chmod a+x "$WORK"
 start_nginx "$WORK/www"
-umoci raw unpack --image "$DATA/oci/python-numpy:latest" "$WORK/want" \
-	>/dev/null 2>&1 || fail "umoci cannot unpack the original"
 mount_fg "http://127.0.0.1:$NGINX_PORT/python-numpy" "$WORK/mnt" \
 	-o "fill=off,cache=$WORK/cache-http"
 python3 "$TESTS/treecmp.py" --random-reads 200 "$WORK/want" "$WORK/mnt" ||
