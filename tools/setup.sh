@@ -9,7 +9,7 @@ PACKAGES=(
 	libxxhash-dev liburing-dev libjson-c-dev libcurl4-openssl-dev
 	debootstrap skopeo umoci python3 tar gzip attr xxd
 	docker-registry nginx-light apache2-utils python3-cryptography curl jq
-	openssl
+	openssl casync gnuplot-nox
 )
 
 here=$(cd "$(dirname "$0")/.." && pwd)
