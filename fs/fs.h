@@ -36,7 +36,7 @@ struct fs_options {
 	enum fs_switch prefetch; /* the profile's chunks; default on */
 	enum fs_switch fill; /* all the rest; default on for remote */
 	unsigned int fill_rate_mb; /* cap on the fill, MB/s; 0: none */
-	unsigned int prefetch_threads; /* 0: 4 */
+	unsigned int prefetch_threads; /* 0: 8 */
 	const char *record_file; /* write the chunks programs read, or NULL */
 };
 

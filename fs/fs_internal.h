@@ -152,6 +152,7 @@ struct fs_prefetch {
 	struct index_profile_entry *plan;
 	size_t n, cap;
 	size_t n_profile; /* plan[0..n_profile) come from the profile */
+	uint64_t **in_profile; /* per layer, a bit per chunk; immutable */
 	pthread_mutex_t take_lock; /* guards cursor */
 	size_t cursor; /* next position to take */
 	_Atomic uint64_t profile_done; /* positions handled, by part */

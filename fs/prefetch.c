@@ -37,9 +37,14 @@
 #include "fs/log.h"
 
 /* Chunks a prefetch thread asks for in one go (missing neighbours come in
- * the same request). */
+ * the same request): long runs for the profile, which races the program,
+ * shorter ones for the fill, so that a program's read that arrives while
+ * the fill is busy waits behind less. */
 #define PREFETCH_RUN 16
-#define PREFETCH_THREADS_DEFAULT 4
+#define FILL_RUN 4
+/* Connections: on a link with a long round trip, one request at a time
+ * per connection leaves most of the bandwidth unused. */
+#define PREFETCH_THREADS_DEFAULT 8
 #define PREFETCH_THREADS_MAX 32
 /* How long a prefetch thread waits before looking again while reads
  * from programs are running. */
@@ -69,6 +74,18 @@ static int plan_profile(struct fs_ctx *ctx, struct fs_prefetch *pf)
 	uint32_t bad = 0;
 	int r = 0;
 
+	pf->in_profile = calloc(ctx->n_layers ? ctx->n_layers : 1,
+				sizeof(*pf->in_profile));
+	if (!pf->in_profile)
+		return -ENOMEM;
+	for (uint32_t l = 0; l < ctx->n_layers; l++) {
+		uint32_t n = index_reader_chunk_count(ctx->layers[l].reader);
+
+		pf->in_profile[l] = calloc(n / 64 + 1, sizeof(uint64_t));
+		if (!pf->in_profile[l])
+			return -ENOMEM;
+	}
+
 	for (uint32_t i = 0; r >= 0 && i < img->n_profile; i++) {
 		const struct index_profile_entry *e = &img->profile[i];
 
@@ -78,6 +95,8 @@ static int plan_profile(struct fs_ctx *ctx, struct fs_prefetch *pf)
 			continue;
 		}
 		r = plan_add(pf, e->layer, e->chunk);
+		pf->in_profile[e->layer][e->chunk / 64] |=
+			UINT64_C(1) << (e->chunk % 64);
 	}
 	if (bad)
 		fs_log(LOG_WARNING, "startup profile: %" PRIu32 " of %" PRIu32
@@ -128,7 +147,8 @@ static uint32_t prefetch_take(struct fs_prefetch *pf, size_t *ret_i)
 
 	pthread_mutex_lock(&pf->take_lock);
 	i = pf->cursor;
-	for (j = i + 1; j < pf->n && j - i < PREFETCH_RUN; j++)
+	for (j = i + 1; j < pf->n && j - i < (i < pf->n_profile ? PREFETCH_RUN :
+								  FILL_RUN); j++)
 		if (pf->plan[j].layer != pf->plan[i].layer ||
 		    pf->plan[j].chunk != pf->plan[j - 1].chunk + 1)
 			break;
@@ -137,6 +157,29 @@ static uint32_t prefetch_take(struct fs_prefetch *pf, size_t *ret_i)
 	pthread_mutex_unlock(&pf->take_lock);
 	*ret_i = i;
 	return i < pf->n ? (uint32_t)(j - i) : 0;
+}
+
+/*
+ * The last chunk to ask for with position @i's: the end of its run, and
+ * for a profile position further on while the chunks that follow in the
+ * blob are in the profile too (a program reads a file's chunks in some
+ * order, often not the blob's): one request then brings them all.
+ */
+static uint32_t prefetch_last_wanted(const struct fs_ctx *ctx, size_t i,
+				     uint32_t run)
+{
+	const struct fs_prefetch *pf = &ctx->prefetch;
+	const struct index_profile_entry *e = &pf->plan[i];
+	uint32_t last = e->chunk + run - 1, n;
+
+	if (i >= pf->n_profile)
+		return last;
+	n = index_reader_chunk_count(ctx->layers[e->layer].reader);
+	while (last + 1 < n && last + 1 - e->chunk < PREFETCH_RUN &&
+	       (pf->in_profile[e->layer][(last + 1) / 64] >>
+		((last + 1) % 64) & 1))
+		last++;
+	return last;
 }
 
 static void prefetch_one(struct fs_ctx *ctx, struct fs_worker *worker,
@@ -153,7 +196,7 @@ static void prefetch_one(struct fs_ctx *ctx, struct fs_worker *worker,
 	       !atomic_load(&pf->stop))
 		usleep(PREFETCH_YIELD_US);
 	r = fs_cache_chunk_fd(ctx, worker, e->layer, e->chunk,
-			      e->chunk + run - 1, &fd);
+			      prefetch_last_wanted(ctx, i, run), &fd);
 	if (r >= 0)
 		close(fd);
 	index_reader_chunk(ctx->layers[e->layer].reader, e->chunk, &c);
@@ -238,6 +281,10 @@ void fs_prefetch_stop(struct fs_ctx *ctx)
 		pthread_join(pf->threads[t], NULL);
 	free(pf->threads);
 	free(pf->plan);
+	for (uint32_t l = 0; pf->in_profile && l < ctx->n_layers; l++)
+		free(pf->in_profile[l]);
+	free(pf->in_profile);
+	pf->in_profile = NULL;
 	pthread_mutex_destroy(&pf->pace_lock);
 	pthread_mutex_destroy(&pf->take_lock);
 	pf->threads = NULL;
