@@ -480,6 +480,8 @@ int fs_cache_chunk_fd(struct fs_ctx *ctx, struct fs_worker *worker,
 		r = -EIO;
 	} else if (r == 0) {
 		fs_stat_add(ctx, cache_misses, 1);
+		if (!worker->prefetch)
+			fs_prefetch_note_miss(ctx, layer, chunk_no);
 		*ret_fd = -1;
 		r = cache_fill(ctx, worker, layer, chunk_no, last_wanted,
 			       &chunk, ret_fd);

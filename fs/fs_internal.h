@@ -155,6 +155,13 @@ struct fs_prefetch {
 	uint64_t **in_profile; /* per layer, a bit per chunk; immutable */
 	pthread_mutex_t take_lock; /* guards cursor */
 	size_t cursor; /* next position to take */
+	_Atomic size_t cursor_seen; /* a copy of cursor to read unlocked */
+	/* Fill positions: plan index of chunk 0 of each layer; immutable.
+	 * NULL when there is no fill. */
+	size_t *layer_base;
+	_Atomic uint64_t last_miss_ms; /* a program's last cache miss */
+	_Atomic uint64_t follow_until_ms; /* the program reads the fill's way */
+	_Atomic unsigned int ids; /* numbers the threads */
 	_Atomic uint64_t profile_done; /* positions handled, by part */
 	_Atomic uint64_t fill_done;
 	_Atomic uint64_t failed; /* positions whose chunk could not be had */
@@ -179,6 +186,9 @@ struct fs_record {
 int fs_prefetch_start(struct fs_ctx *ctx);
 /* Stops and joins them; safe when they never started. */
 void fs_prefetch_stop(struct fs_ctx *ctx);
+/* A program's read missed the cache at this chunk: steers the fill. */
+void fs_prefetch_note_miss(struct fs_ctx *ctx, uint32_t layer,
+			   uint32_t chunk);
 /* Sets up recording when opts->record_file is set.  -ENOMEM. */
 int fs_record_open(struct fs_ctx *ctx);
 /* Notes a program's read of a chunk: the first one is recorded. */
@@ -212,8 +222,6 @@ struct fs_ctx {
 	struct fs_evict evict; /* see struct fs_evict */
 	struct fs_prefetch prefetch; /* see struct fs_prefetch */
 	struct fs_record record; /* see struct fs_record */
-	/* Reads from programs in progress: prefetch waits while non-zero. */
-	_Atomic unsigned int reads_active;
 	struct fs_stats stats; /* atomic counters */
 };
 
@@ -252,6 +260,7 @@ struct fs_worker {
 	struct fuse_bufvec *bufv; /* fd-backed read replies */
 	size_t bufv_cap; /* struct fuse_buf slots in bufv */
 	char err[512]; /* the last remote fetch's message */
+	bool prefetch; /* a prefetch thread's: its misses are not a program's */
 };
 
 /* Creates the thread-specific key; call once before serving. */

@@ -17,10 +17,15 @@
  * come in one range request, while the other threads fetch other runs
  * over their own connections.
  *
- * Priority: a read from a program counts itself in ctx->reads_active
- * while it runs; a prefetch thread does not start a fetch while that is
- * non-zero, so on-demand reads get the connections and the link.  The
- * fill can be capped to a rate (-o fill_rate=MB/s).
+ * Priority: the profile races the program and is never held back (its
+ * chunks are the ones the program is about to read).  The fill is: while
+ * a program's reads miss the cache (a miss in the last FILL_QUIET_MS),
+ * only one fill thread goes on, so that a program's request shares the
+ * link with one bulk transfer rather than eight.  Except when the program
+ * reads what the fill is about to fetch (a miss within FOLLOW_WINDOW
+ * positions after the fill's cursor: a walk of the tree in blob order):
+ * then the fill's work is the program's, and it goes at full width.  The
+ * fill can also be capped to a rate (-o fill_rate=MB/s).
  *
  * Recording: the first read of each chunk by a program (not by prefetch)
  * appends (layer, chunk) to a list under rec_lock; the list is written to
@@ -46,9 +51,11 @@
  * per connection leaves most of the bandwidth unused. */
 #define PREFETCH_THREADS_DEFAULT 8
 #define PREFETCH_THREADS_MAX 32
-/* How long a prefetch thread waits before looking again while reads
- * from programs are running. */
-#define PREFETCH_YIELD_US 2000
+/* How long a held-back fill thread waits before looking again. */
+#define PREFETCH_YIELD_US 5000
+#define FILL_QUIET_MS 250
+#define FOLLOW_WINDOW 256
+#define FOLLOW_MS 1000
 
 static int plan_add(struct fs_prefetch *pf, uint32_t layer, uint32_t chunk)
 {
@@ -110,9 +117,14 @@ static int plan_fill(struct fs_ctx *ctx, struct fs_prefetch *pf)
 {
 	int r = 0;
 
+	pf->layer_base = calloc(ctx->n_layers ? ctx->n_layers : 1,
+				sizeof(*pf->layer_base));
+	if (!pf->layer_base)
+		return -ENOMEM;
 	for (uint32_t l = 0; l < ctx->n_layers; l++) {
 		uint32_t n = index_reader_chunk_count(ctx->layers[l].reader);
 
+		pf->layer_base[l] = pf->n;
 		for (uint32_t c = 0; r >= 0 && c < n; c++)
 			r = plan_add(pf, l, c);
 	}
@@ -152,8 +164,10 @@ static uint32_t prefetch_take(struct fs_prefetch *pf, size_t *ret_i)
 		if (pf->plan[j].layer != pf->plan[i].layer ||
 		    pf->plan[j].chunk != pf->plan[j - 1].chunk + 1)
 			break;
-	if (i < pf->n)
+	if (i < pf->n) {
 		pf->cursor = j;
+		atomic_store(&pf->cursor_seen, j);
+	}
 	pthread_mutex_unlock(&pf->take_lock);
 	*ret_i = i;
 	return i < pf->n ? (uint32_t)(j - i) : 0;
@@ -182,8 +196,33 @@ static uint32_t prefetch_last_wanted(const struct fs_ctx *ctx, size_t i,
 	return last;
 }
 
+/* Whether fill thread @me may fetch now (see Priority above). */
+static bool fill_may_go(const struct fs_prefetch *pf, unsigned int me)
+{
+	uint64_t now = fs_now_ms();
+
+	return me == 0 || now < atomic_load(&pf->follow_until_ms) ||
+	       now - atomic_load(&pf->last_miss_ms) >= FILL_QUIET_MS;
+}
+
+void fs_prefetch_note_miss(struct fs_ctx *ctx, uint32_t layer,
+			   uint32_t chunk)
+{
+	struct fs_prefetch *pf = &ctx->prefetch;
+	uint64_t now = fs_now_ms();
+	size_t idx, cur;
+
+	if (!pf->layer_base || layer >= ctx->n_layers)
+		return;
+	atomic_store(&pf->last_miss_ms, now);
+	idx = pf->layer_base[layer] + chunk;
+	cur = atomic_load(&pf->cursor_seen);
+	if (idx >= cur && idx - cur < FOLLOW_WINDOW)
+		atomic_store(&pf->follow_until_ms, now + FOLLOW_MS);
+}
+
 static void prefetch_one(struct fs_ctx *ctx, struct fs_worker *worker,
-			 size_t i, uint32_t run)
+			 unsigned int me, size_t i, uint32_t run)
 {
 	struct fs_prefetch *pf = &ctx->prefetch;
 	const struct index_profile_entry *e = &pf->plan[i];
@@ -192,7 +231,7 @@ static void prefetch_one(struct fs_ctx *ctx, struct fs_worker *worker,
 	struct index_chunk c;
 	int fd, r;
 
-	while (atomic_load_explicit(&ctx->reads_active, memory_order_relaxed) &&
+	while (i >= pf->n_profile && !fill_may_go(pf, me) &&
 	       !atomic_load(&pf->stop))
 		usleep(PREFETCH_YIELD_US);
 	r = fs_cache_chunk_fd(ctx, worker, e->layer, e->chunk,
@@ -215,6 +254,7 @@ static void *prefetch_thread(void *arg)
 {
 	struct fs_ctx *ctx = arg;
 	struct fs_prefetch *pf = &ctx->prefetch;
+	unsigned int me = atomic_fetch_add(&pf->ids, 1);
 	struct fs_worker *worker;
 	uint32_t run;
 	size_t i;
@@ -223,8 +263,9 @@ static void *prefetch_thread(void *arg)
 		fs_log(LOG_ERR, "prefetch: out of memory");
 		return NULL;
 	}
+	worker->prefetch = true;
 	while (!atomic_load(&pf->stop) && (run = prefetch_take(pf, &i)))
-		prefetch_one(ctx, worker, i, run);
+		prefetch_one(ctx, worker, me, i, run);
 	if (atomic_fetch_sub(&pf->running, 1) == 1 && !atomic_load(&pf->stop))
 		fs_log(LOG_INFO, "prefetch done: %zu profile and %zu fill "
 		       "chunks, %" PRIu64 " failed", pf->n_profile,
@@ -285,6 +326,8 @@ void fs_prefetch_stop(struct fs_ctx *ctx)
 		free(pf->in_profile[l]);
 	free(pf->in_profile);
 	pf->in_profile = NULL;
+	free(pf->layer_base);
+	pf->layer_base = NULL;
 	pthread_mutex_destroy(&pf->pace_lock);
 	pthread_mutex_destroy(&pf->take_lock);
 	pf->threads = NULL;

@@ -325,9 +325,7 @@ void fs_read_reply(struct fs_ctx *ctx, fuse_req_t req, fuse_ino_t ino,
 	len = entry.size - (uint64_t)off < size ?
 		      (size_t)(entry.size - (uint64_t)off) : size;
 
-	atomic_fetch_add_explicit(&ctx->reads_active, 1, memory_order_relaxed);
 	r = read_serve(ctx, req, layer, &entry, (uint64_t)off, len);
-	atomic_fetch_sub_explicit(&ctx->reads_active, 1, memory_order_relaxed);
 	if (r < 0)
 		goto err_reply;
 	fs_stat_add(ctx, bytes_served, len);
