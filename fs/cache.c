@@ -91,6 +91,11 @@ static bool cache_verified(const struct fs_cache *cache, uint32_t layer,
 	return w & (UINT64_C(1) << (chunk_no % 64));
 }
 
+bool fs_cache_has(const struct fs_ctx *ctx, uint32_t layer, uint32_t chunk_no)
+{
+	return cache_verified(&ctx->cache, layer, chunk_no);
+}
+
 /* Called with the chunk's stripe held (invariant 2). */
 static void cache_set_verified(struct fs_cache *cache, uint32_t layer,
 			       uint32_t chunk_no, bool on)
@@ -440,7 +445,9 @@ static int cache_fill(struct fs_ctx *ctx, struct fs_worker *worker,
 			pthread_mutex_unlock(run.locks[i]);
 
 out:
-	if (r < 0 && r != -ENOMEM)
+	/* Only a program's failed read holds the chunk: a prefetch that
+	 * failed says less, and must not fail the program's own try. */
+	if (r < 0 && r != -ENOMEM && !worker->prefetch)
 		cache_set_failed(&ctx->cache, layer, chunk_no);
 	return r == -EBADMSG ? -EIO : r;
 }

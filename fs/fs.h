@@ -35,6 +35,7 @@ struct fs_options {
 	/* Fetching ahead: */
 	enum fs_switch prefetch; /* the profile's chunks; default on */
 	enum fs_switch fill; /* all the rest; default on for remote */
+	enum fs_switch readahead; /* after a program's miss; default on */
 	unsigned int fill_rate_mb; /* cap on the fill, MB/s; 0: none */
 	unsigned int prefetch_threads; /* 0: 8 */
 	const char *record_file; /* write the chunks programs read, or NULL */

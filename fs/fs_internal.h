@@ -145,8 +145,23 @@ void fs_evict_pin(struct fs_ctx *ctx, uint32_t layer, uint32_t first,
 
 /* ---- prefetch, background fill and recording (prefetch.c) ---- */
 
+/* Chunks [first, last] of a layer to fetch for a program's read-ahead. */
+struct fs_urgent {
+	uint32_t layer, first, last;
+};
+
+#define URGENT_MAX 4096
+
 struct fs_prefetch {
-	bool initialised; /* pace_lock is set up */
+	bool initialised; /* the locks are set up */
+	/* The urgent queue: a ring of URGENT_MAX; NULL without read-ahead. */
+	pthread_mutex_t urgent_lock; /* guards urgent, its head and n */
+	pthread_cond_t urgent_cond; /* signalled on new urgent work, stop */
+	struct fs_urgent *urgent;
+	size_t urgent_head, urgent_n;
+	_Atomic uint64_t **queued; /* per layer, a bit per chunk: queued */
+	_Atomic uint64_t readahead_chunks; /* chunks asked for by it */
+	_Atomic bool plan_logged;
 	/* The plan: profile chunks first, then the fill; immutable once
 	 * the threads run. */
 	struct index_profile_entry *plan;
@@ -159,7 +174,7 @@ struct fs_prefetch {
 	/* Fill positions: plan index of chunk 0 of each layer; immutable.
 	 * NULL when there is no fill. */
 	size_t *layer_base;
-	_Atomic uint64_t last_miss_ms; /* a program's last cache miss */
+	_Atomic uint64_t last_read_ms; /* a program's last read */
 	_Atomic uint64_t follow_until_ms; /* the program reads the fill's way */
 	_Atomic unsigned int ids; /* numbers the threads */
 	_Atomic uint64_t profile_done; /* positions handled, by part */
@@ -186,6 +201,11 @@ struct fs_record {
 int fs_prefetch_start(struct fs_ctx *ctx);
 /* Stops and joins them; safe when they never started. */
 void fs_prefetch_stop(struct fs_ctx *ctx);
+/* Before serving a program's read of @len bytes at @off of @entry (in
+ * @layer): when it misses the cache, queues the read-ahead. */
+void fs_prefetch_read_ahead(struct fs_ctx *ctx, uint32_t layer,
+			    const struct index_entry *entry, uint64_t off,
+			    size_t len);
 /* A program's read missed the cache at this chunk: steers the fill. */
 void fs_prefetch_note_miss(struct fs_ctx *ctx, uint32_t layer,
 			   uint32_t chunk);
@@ -337,6 +357,9 @@ int fs_cache_open(struct fs_cache *cache, const char *dir,
 		  const struct fs_layer *layers, uint32_t n_layers);
 /* Closes what fs_cache_open() opened; safe on a zeroed struct. */
 void fs_cache_close(struct fs_cache *cache);
+
+/* Whether the chunk is known good in the cache (no lock, no I/O). */
+bool fs_cache_has(const struct fs_ctx *ctx, uint32_t layer, uint32_t chunk_no);
 
 /* The lock stripe of the cache file of content @sha256 (invariant 4 in
  * cache.c): held for every check, publish and removal of that file. */

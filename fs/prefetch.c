@@ -18,14 +18,22 @@
  * over their own connections.
  *
  * Priority: the profile races the program and is never held back (its
- * chunks are the ones the program is about to read).  The fill is: while
- * a program's reads miss the cache (a miss in the last FILL_QUIET_MS),
- * only one fill thread goes on, so that a program's request shares the
- * link with one bulk transfer rather than eight.  Except when the program
- * reads what the fill is about to fetch (a miss within FOLLOW_WINDOW
- * positions after the fill's cursor: a walk of the tree in blob order):
- * then the fill's work is the program's, and it goes at full width.  The
- * fill can also be capped to a rate (-o fill_rate=MB/s).
+ * chunks are the ones the program is about to read).  The fill waits for
+ * the whole profile, then gives way to programs: while they read (a read
+ * in the last FILL_QUIET_MS), only one fill thread goes on, so that a
+ * program's request shares the link with one bulk transfer rather than
+ * eight, and its CPU with one decompressing thread.  Except when the
+ * program misses just where the fill is about to fetch (within
+ * FOLLOW_WINDOW positions after the fill's cursor: a walk of the tree in
+ * blob order): then the fill's work is the program's, and it goes at full
+ * width.  The fill can also be capped to a rate (-o fill_rate=MB/s).
+ *
+ * Read-ahead: a program's read that misses the cache queues the chunks
+ * that follow it (the rest of a large file, or a small file's neighbours
+ * in the blob) as urgent work for the same threads, which take it before
+ * the profile and the fill: the program's own read fetches its chunk
+ * while the threads fetch what it will read next, over other
+ * connections, instead of one round trip after another.
  *
  * Recording: the first read of each chunk by a program (not by prefetch)
  * appends (layer, chunk) to a list under rec_lock; the list is written to
@@ -56,6 +64,13 @@
 #define FILL_QUIET_MS 250
 #define FOLLOW_WINDOW 256
 #define FOLLOW_MS 1000
+/* Read-ahead for a program's read that misses: chunks after it in the
+ * same large file, or after a small file's chunk in the blob; fetched by
+ * the prefetch threads, URGENT_RUN chunks a request, ahead of everything
+ * else. */
+#define READ_AHEAD_FILE 32
+#define READ_AHEAD_NEAR 8
+#define URGENT_RUN 4
 
 static int plan_add(struct fs_prefetch *pf, uint32_t layer, uint32_t chunk)
 {
@@ -196,13 +211,143 @@ static uint32_t prefetch_last_wanted(const struct fs_ctx *ctx, size_t i,
 	return last;
 }
 
-/* Whether fill thread @me may fetch now (see Priority above). */
+/* ---- read-ahead for programs' reads (the urgent queue) ---- */
+
+static bool queued_test_and_set(struct fs_prefetch *pf, uint32_t layer,
+				uint32_t chunk)
+{
+	uint64_t bit = UINT64_C(1) << (chunk % 64);
+
+	return atomic_fetch_or(&pf->queued[layer][chunk / 64], bit) & bit;
+}
+
+/* Queues chunks [first, last] of @layer that are neither cached nor
+ * queued, in runs of at most URGENT_RUN.  Stripe locks are not taken: a
+ * chunk fetched meanwhile is simply a cache hit for the thread. */
+static void urgent_add(struct fs_ctx *ctx, uint32_t layer, uint32_t first,
+		       uint32_t last)
+{
+	struct fs_prefetch *pf = &ctx->prefetch;
+	struct fs_urgent u = { .layer = layer, .first = UINT32_MAX };
+	bool added = false;
+
+	pthread_mutex_lock(&pf->urgent_lock);
+	for (uint32_t c = first; c <= last; c++) {
+		/* Chunks of the profile are on their way already. */
+		bool skip = fs_cache_has(ctx, layer, c) ||
+			    (pf->in_profile &&
+			     (pf->in_profile[layer][c / 64] >> (c % 64) & 1)) ||
+			    queued_test_and_set(pf, layer, c);
+
+		if (!skip && u.first == UINT32_MAX)
+			u.first = c;
+		if (!skip)
+			u.last = c;
+		if (u.first != UINT32_MAX &&
+		    (skip || c == last || u.last - u.first + 1 == URGENT_RUN)) {
+			if (pf->urgent_n == URGENT_MAX)
+				break;
+			pf->urgent[(pf->urgent_head + pf->urgent_n++) %
+				   URGENT_MAX] = u;
+			u.first = UINT32_MAX;
+			added = true;
+		}
+	}
+	if (added)
+		pthread_cond_broadcast(&pf->urgent_cond);
+	pthread_mutex_unlock(&pf->urgent_lock);
+}
+
+static bool urgent_take(struct fs_prefetch *pf, struct fs_urgent *ret)
+{
+	bool got = false;
+
+	pthread_mutex_lock(&pf->urgent_lock);
+	if (pf->urgent_n) {
+		*ret = pf->urgent[pf->urgent_head];
+		pf->urgent_head = (pf->urgent_head + 1) % URGENT_MAX;
+		pf->urgent_n--;
+		got = true;
+	}
+	pthread_mutex_unlock(&pf->urgent_lock);
+	return got;
+}
+
+static void urgent_wait(struct fs_prefetch *pf)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_nsec += 200 * 1000000L;
+	if (ts.tv_nsec >= 1000000000L) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&pf->urgent_lock);
+	if (!pf->urgent_n && !atomic_load(&pf->stop))
+		pthread_cond_timedwait(&pf->urgent_cond, &pf->urgent_lock, &ts);
+	pthread_mutex_unlock(&pf->urgent_lock);
+}
+
+static void urgent_fetch(struct fs_ctx *ctx, struct fs_worker *worker,
+			 const struct fs_urgent *u)
+{
+	int fd;
+
+	if (fs_cache_chunk_fd(ctx, worker, u->layer, u->first, u->last,
+			      &fd) >= 0)
+		close(fd);
+	atomic_fetch_add_explicit(&ctx->prefetch.readahead_chunks,
+				  u->last - u->first + 1, memory_order_relaxed);
+	for (uint32_t c = u->first; c <= u->last; c++)
+		atomic_fetch_and(&ctx->prefetch.queued[u->layer][c / 64],
+				 ~(UINT64_C(1) << (c % 64)));
+}
+
+void fs_prefetch_read_ahead(struct fs_ctx *ctx, uint32_t layer,
+			    const struct index_entry *entry, uint64_t off,
+			    size_t len)
+{
+	const struct index_reader *reader = ctx->layers[layer].reader;
+	uint32_t first, last, file_last, n, ahead;
+
+	atomic_store_explicit(&ctx->prefetch.last_read_ms, fs_now_ms(),
+			      memory_order_relaxed);
+	/* While the profile comes in, it knows better what is needed. */
+	if (atomic_load(&ctx->prefetch.profile_done) < ctx->prefetch.n_profile)
+		return;
+	if (!ctx->prefetch.queued || entry->chunk_count == 0 || len == 0 ||
+	    index_reader_find_chunk(reader, entry->data_off + off,
+				    &first) < 0 ||
+	    index_reader_find_chunk(reader, entry->data_off + off + len - 1,
+				    &last) < 0)
+		return;
+	if (fs_cache_has(ctx, layer, first) && fs_cache_has(ctx, layer, last))
+		return;
+	n = index_reader_chunk_count(reader);
+	file_last = entry->chunk_first + entry->chunk_count - 1;
+	/* The rest of a large file; after a small one, its neighbours in the
+	 * blob, most often the files next to it in its directory. */
+	ahead = entry->chunk_count > 1 ? READ_AHEAD_FILE : READ_AHEAD_NEAR;
+	if (entry->chunk_count == 1 || file_last <= last)
+		file_last = last + ahead < n - 1 ? last + ahead : n - 1;
+	else if (file_last - last > ahead)
+		file_last = last + ahead;
+	if (file_last > last)
+		urgent_add(ctx, layer, last + 1, file_last);
+}
+
+/* Whether fill thread @me may fetch now (see Priority above).  Not
+ * before the whole profile is in: its last requests are still racing the
+ * program. */
 static bool fill_may_go(const struct fs_prefetch *pf, unsigned int me)
 {
 	uint64_t now = fs_now_ms();
 
+	if (atomic_load(&pf->profile_done) < pf->n_profile)
+		return false;
 	return me == 0 || now < atomic_load(&pf->follow_until_ms) ||
-	       now - atomic_load(&pf->last_miss_ms) >= FILL_QUIET_MS;
+	       now - atomic_load(&pf->last_read_ms) >= FILL_QUIET_MS;
 }
 
 void fs_prefetch_note_miss(struct fs_ctx *ctx, uint32_t layer,
@@ -214,7 +359,6 @@ void fs_prefetch_note_miss(struct fs_ctx *ctx, uint32_t layer,
 
 	if (!pf->layer_base || layer >= ctx->n_layers)
 		return;
-	atomic_store(&pf->last_miss_ms, now);
 	idx = pf->layer_base[layer] + chunk;
 	cur = atomic_load(&pf->cursor_seen);
 	if (idx >= cur && idx - cur < FOLLOW_WINDOW)
@@ -264,13 +408,41 @@ static void *prefetch_thread(void *arg)
 		return NULL;
 	}
 	worker->prefetch = true;
-	while (!atomic_load(&pf->stop) && (run = prefetch_take(pf, &i)))
-		prefetch_one(ctx, worker, me, i, run);
-	if (atomic_fetch_sub(&pf->running, 1) == 1 && !atomic_load(&pf->stop))
-		fs_log(LOG_INFO, "prefetch done: %zu profile and %zu fill "
-		       "chunks, %" PRIu64 " failed", pf->n_profile,
-		       pf->n - pf->n_profile, atomic_load(&pf->failed));
+	while (!atomic_load(&pf->stop)) {
+		struct fs_urgent u;
+
+		if (urgent_take(pf, &u)) {
+			urgent_fetch(ctx, worker, &u);
+		} else if ((run = prefetch_take(pf, &i))) {
+			prefetch_one(ctx, worker, me, i, run);
+		} else {
+			if (!atomic_exchange(&pf->plan_logged, true))
+				fs_log(LOG_INFO, "prefetch done: %zu profile "
+				       "and %zu fill chunks, %" PRIu64
+				       " failed", pf->n_profile,
+				       pf->n - pf->n_profile,
+				       atomic_load(&pf->failed));
+			urgent_wait(pf);
+		}
+	}
 	return NULL;
+}
+
+static int urgent_setup(struct fs_ctx *ctx, struct fs_prefetch *pf)
+{
+	pf->urgent = calloc(URGENT_MAX, sizeof(*pf->urgent));
+	pf->queued = calloc(ctx->n_layers ? ctx->n_layers : 1,
+			    sizeof(*pf->queued));
+	if (!pf->urgent || !pf->queued)
+		return -ENOMEM;
+	for (uint32_t l = 0; l < ctx->n_layers; l++) {
+		uint32_t n = index_reader_chunk_count(ctx->layers[l].reader);
+
+		pf->queued[l] = calloc(n / 64 + 1, sizeof(uint64_t));
+		if (!pf->queued[l])
+			return -ENOMEM;
+	}
+	return 0;
 }
 
 int fs_prefetch_start(struct fs_ctx *ctx)
@@ -283,13 +455,18 @@ int fs_prefetch_start(struct fs_ctx *ctx)
 
 	pthread_mutex_init(&pf->pace_lock, NULL);
 	pthread_mutex_init(&pf->take_lock, NULL);
+	pthread_mutex_init(&pf->urgent_lock, NULL);
+	pthread_cond_init(&pf->urgent_cond, NULL);
 	pf->initialised = true;
 	if (o->prefetch != FS_OFF)
 		r = plan_profile(ctx, pf);
 	if (r >= 0 && (o->fill == FS_ON || (o->fill == FS_DEFAULT &&
 					    ctx->remote)))
 		r = plan_fill(ctx, pf);
-	if (r < 0 || pf->n == 0)
+	/* Read-ahead pays where a fetch costs a round trip. */
+	if (r >= 0 && ctx->remote && o->readahead != FS_OFF)
+		r = urgent_setup(ctx, pf);
+	if (r < 0 || (pf->n == 0 && !pf->queued))
 		return r;
 	if (n > PREFETCH_THREADS_MAX)
 		n = PREFETCH_THREADS_MAX;
@@ -306,7 +483,8 @@ int fs_prefetch_start(struct fs_ctx *ctx)
 		pf->n_threads++;
 	}
 	fs_log(LOG_INFO, "prefetch: %zu profile chunks, then %zu fill chunks, "
-	       "%u threads", pf->n_profile, pf->n - pf->n_profile,
+	       "read-ahead %s, %u threads", pf->n_profile,
+	       pf->n - pf->n_profile, pf->queued ? "on" : "off",
 	       pf->n_threads);
 	return pf->n_threads ? 0 : r;
 }
@@ -318,6 +496,9 @@ void fs_prefetch_stop(struct fs_ctx *ctx)
 	if (!pf->initialised)
 		return;
 	atomic_store(&pf->stop, true);
+	pthread_mutex_lock(&pf->urgent_lock);
+	pthread_cond_broadcast(&pf->urgent_cond);
+	pthread_mutex_unlock(&pf->urgent_lock);
 	for (unsigned int t = 0; t < pf->n_threads; t++)
 		pthread_join(pf->threads[t], NULL);
 	free(pf->threads);
@@ -328,6 +509,14 @@ void fs_prefetch_stop(struct fs_ctx *ctx)
 	pf->in_profile = NULL;
 	free(pf->layer_base);
 	pf->layer_base = NULL;
+	for (uint32_t l = 0; pf->queued && l < ctx->n_layers; l++)
+		free(pf->queued[l]);
+	free(pf->queued);
+	pf->queued = NULL;
+	free(pf->urgent);
+	pf->urgent = NULL;
+	pthread_mutex_destroy(&pf->urgent_lock);
+	pthread_cond_destroy(&pf->urgent_cond);
 	pthread_mutex_destroy(&pf->pace_lock);
 	pthread_mutex_destroy(&pf->take_lock);
 	pf->threads = NULL;

@@ -267,6 +267,7 @@ static int read_serve(struct fs_ctx *ctx, fuse_req_t req, uint32_t layer,
 		return read_reply_memory(ctx, worker, req, layer, entry, off,
 					 len);
 
+	fs_prefetch_read_ahead(ctx, layer, entry, off, len);
 	r = read_count_pieces(&ctx->layers[layer], entry->data_off + off, len,
 			      FS_READ_MAX_FDS, &n_pieces);
 	if (r < 0)

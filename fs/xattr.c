@@ -33,11 +33,13 @@ static int stats_format_prefetch(const struct fs_ctx *ctx, char *buf,
 		     "prefetch_profile_done %" PRIu64 "\n"
 		     "prefetch_fill_chunks %zu\n"
 		     "prefetch_fill_done %" PRIu64 "\n"
-		     "prefetch_failed %" PRIu64 "\n",
+		     "prefetch_failed %" PRIu64 "\n"
+		     "readahead_chunks %" PRIu64 "\n",
 		     pf->n ? 100.0 * (double)done / (double)pf->n : 100.0,
 		     pf->n_profile, atomic_load(&pf->profile_done),
 		     pf->n - pf->n_profile, atomic_load(&pf->fill_done),
-		     atomic_load(&pf->failed));
+		     atomic_load(&pf->failed),
+		     atomic_load(&pf->readahead_chunks));
 	for (uint32_t i = 0; m >= 0 && (size_t)m < size - n &&
 			     i < ctx->n_layers && i < STATS_LAYERS_MAX; i++) {
 		n += (size_t)m;

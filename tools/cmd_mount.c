@@ -95,6 +95,8 @@ static int parse_o(struct fs_options *o, char *list, char **fuse_opts)
 			r = parse_uint(opt, opt + 6, 86400, &o->stall_s);
 		} else if (strncmp(opt, "prefetch=", 9) == 0) {
 			r = parse_switch(opt, opt + 9, &o->prefetch);
+		} else if (strncmp(opt, "readahead=", 10) == 0) {
+			r = parse_switch(opt, opt + 10, &o->readahead);
 		} else if (strncmp(opt, "fill=", 5) == 0) {
 			r = parse_switch(opt, opt + 5, &o->fill);
 		} else if (strncmp(opt, "fill_rate=", 10) == 0) {

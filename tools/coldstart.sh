@@ -11,6 +11,8 @@
 #             (default: all)
 #   OUTDIR    where coldstart.csv and coldstart.png go (default
 #             ./coldstart-results)
+#   IMGFS_BENCH_MOUNT_OPTS (environment): more imgtool mount options for
+#             the lazy variants, e.g. fill=off
 #
 # Debian's docker-registry serves the images on 127.0.0.1 behind
 # tools/wanproxy (our delaying, rate-limiting TCP proxy: this kernel has no
@@ -195,7 +197,7 @@ run_one() {
 		local tag=lazy
 		[ "$v" = profile ] && tag=prof
 		mount_fg "docker://127.0.0.1:$LINK_PORT/$img:$tag" "$mnt" \
-			-o "cache=$work/cache"
+			-o "cache=$work/cache${IMGFS_BENCH_MOUNT_OPTS:+,$IMGFS_BENCH_MOUNT_OPTS}"
 		if [ "$v" = readall-lazy ]; then
 			read_all "$mnt"
 		else

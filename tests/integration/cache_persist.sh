@@ -27,7 +27,7 @@ read_files() {
 }
 
 say "first mount: fetch some files"
-mount_fg "$SRC" "$WORK/mnt" -o "fill=off,cache=$C"
+mount_fg "$SRC" "$WORK/mnt" -o "fill=off,readahead=off,cache=$C"
 read_files "first mount"
 fetched=$(stat_of "$WORK/mnt" chunks_fetched)
 [ "$fetched" -gt 0 ] || fail "nothing was fetched"
@@ -39,7 +39,7 @@ fusermount3 -u "$WORK/mnt" 2>/dev/null || umount -l "$WORK/mnt"
 # What a daemon killed while writing leaves behind.
 dead=$(sh -c 'echo $$')
 echo partial >"$C/tmp/$dead.$dead"
-mount_fg "$SRC" "$WORK/mnt" -o "fill=off,cache=$C"
+mount_fg "$SRC" "$WORK/mnt" -o "fill=off,readahead=off,cache=$C"
 read_files "after SIGKILL"
 [ "$(stat_of "$WORK/mnt" blob_reads)" = 0 ] ||
 	fail "cached chunks were fetched again after a restart"
@@ -55,7 +55,7 @@ mapfile -t files < <(find "$C/chunks" -type f -size +8k | sort | head -2)
 [ ${#files[@]} = 2 ] || fail "expected cached chunks in $C/chunks"
 truncate -s $(($(stat -c %s "${files[0]}") / 2)) "${files[0]}"
 printf 'X' | dd of="${files[1]}" bs=1 seek=100 conv=notrunc status=none
-mount_fg "$SRC" "$WORK/mnt" -o "fill=off,cache=$C"
+mount_fg "$SRC" "$WORK/mnt" -o "fill=off,readahead=off,cache=$C"
 read_files "after damage"
 refetched=$(stat_of "$WORK/mnt" chunks_fetched)
 say "$refetched chunks fetched again"
@@ -66,7 +66,7 @@ unmount_fg "$WORK/mnt"
 
 say "cache_max: a 3 MiB cap while the whole tree is read"
 CAP=$((3 << 20))
-mount_fg "$SRC" "$WORK/mnt" -o "fill=off,cache=$WORK/capped,cache_max=3M"
+mount_fg "$SRC" "$WORK/mnt" -o "fill=off,readahead=off,cache=$WORK/capped,cache_max=3M"
 # Hold the 5 MiB library open: its chunks may not go, even over the cap.
 exec 7<"$WORK/mnt/usr/lib/libbig.so"
 cat <&7 >/dev/null
