@@ -3,7 +3,7 @@
 # step: requests and body bytes counted by a logging proxy in front of
 # Debian's docker-registry on 127.0.0.1.
 #
-# usage: tools/lazybench.sh [-n RUNS] [-t TREE]
+# usage: tools/lazybench.sh [-n RUNS] [-t TREE] [-o MOUNT_OPTIONS]
 #
 # The image is one layer holding TREE (default: a generated 52 MiB tree
 # like the one ../shared/peers uses: a 32 MiB incompressible file, 16 MiB
@@ -17,16 +17,21 @@
 #   read the rest of that file
 #   read and sha256 the whole tree
 # and prints, per step, the requests and bytes fetched (median of RUNS
-# runs, default 3) against the bytes the step reads.
+# runs, default 3) against the bytes the step reads.  The mount runs with
+# fill=off,readahead=off by default, so that each step shows what its own
+# reads cost; -o replaces those options (e.g. -o fill=off to see what
+# the read-ahead adds).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 runs=3
 tree=
-while getopts n:t: o; do
+mopts=fill=off,readahead=off
+while getopts n:t:o: o; do
 	case $o in
 	n) runs=$OPTARG ;;
 	t) tree=$OPTARG ;;
-	*) echo "usage: $0 [-n RUNS] [-t TREE]" >&2; exit 2 ;;
+	o) mopts=$OPTARG ;;
+	*) echo "usage: $0 [-n RUNS] [-t TREE] [-o MOUNT_OPTIONS]" >&2; exit 2 ;;
 	esac
 done
 [ -x "$root/build/tools/imgtool" ] || bash "$root/tools/setup.sh"
@@ -116,7 +121,7 @@ one_run() {
 	echo 3 >/proc/sys/vm/drop_caches
 	mark=$(wc -l <"$PROXY_LOG")
 	mount_fg "docker://127.0.0.1:$PROXY_PORT/tree:v1" "$WORK/mnt" \
-		-o "fill=off,cache=$WORK/cache$r"
+		-o "$mopts,cache=$WORK/cache$r"
 	ls "$WORK/mnt" >/dev/null
 	echo "0 $(counts "$mark")"
 	mark=$(wc -l <"$PROXY_LOG")
