@@ -864,37 +864,55 @@ static int proxy_run(struct wan_proxy *px)
 /* ---- setup ---- */
 
 /* Splits "host:port" or "[v6]:port" and resolves it; passive for the
- * address we listen on. */
+ * address we listen on.  Logs why it failed: getaddrinfo's causes have
+ * no errno. */
 static int resolve(const char *spec, bool passive,
 		   struct sockaddr_storage *ret_addr, socklen_t *ret_len)
 {
 	struct addrinfo hints = { .ai_socktype = SOCK_STREAM };
 	struct addrinfo *ai = NULL;
-	char host[256];
 	const char *colon = strrchr(spec, ':');
+	const char *h = spec;
+	char host[256];
 	size_t hl;
 	int r;
 
-	if (!colon || colon == spec || colon[1] == '\0')
-		return -EINVAL;
+	/* glibc takes "99999" as a port and wraps it: check ourselves. */
+	if (!colon || colon == spec || strlen(colon + 1) > 5 ||
+	    strspn(colon + 1, "0123456789") != strlen(colon + 1) ||
+	    colon[1] == '\0' || atoi(colon + 1) > 65535)
+		goto err_spec;
 	hl = (size_t)(colon - spec);
-	if (spec[0] == '[' && hl >= 2 && spec[hl - 1] == ']') {
-		spec++;
+	if (h[0] == '[' && hl >= 2 && h[hl - 1] == ']') {
+		h++;
 		hl -= 2;
 	}
 	if (hl >= sizeof(host))
-		return -EINVAL;
-	memcpy(host, spec, hl);
+		goto err_spec;
+	memcpy(host, h, hl);
 	host[hl] = '\0';
 
 	hints.ai_flags = passive ? AI_PASSIVE : 0;
 	r = getaddrinfo(host, colon + 1, &hints, &ai);
-	if (r != 0)
-		return r == EAI_SYSTEM ? -errno : -EHOSTUNREACH;
+	if (r == EAI_SYSTEM) {
+		r = -errno;
+		wan_log(LOG_ERR, "cannot resolve '%s': %s", spec,
+			wan_strerror(-r));
+		return r;
+	}
+	if (r != 0) {
+		wan_log(LOG_ERR, "cannot resolve '%s': %s", spec,
+			gai_strerror(r));
+		return -EHOSTUNREACH;
+	}
 	memcpy(ret_addr, ai->ai_addr, ai->ai_addrlen);
 	*ret_len = ai->ai_addrlen;
 	freeaddrinfo(ai);
 	return 0;
+
+err_spec:
+	wan_log(LOG_ERR, "'%s' is not HOST:PORT", spec);
+	return -EINVAL;
 }
 
 static int epoll_add(int epfd, int fd, uint32_t events, void *tag)
@@ -906,30 +924,25 @@ static int epoll_add(int epfd, int fd, uint32_t events, void *tag)
 	return 0;
 }
 
-/* Listens on spec; returns the port through ret_port. */
-static int proxy_listen(struct wan_proxy *px, const char *spec,
-			int *ret_port)
+/* Listens on addr (changed); returns the port through ret_port. */
+static int proxy_listen(struct wan_proxy *px, struct sockaddr_storage *addr,
+			socklen_t len, int *ret_port)
 {
-	struct sockaddr_storage addr;
-	socklen_t len;
-	int one = 1, r;
+	int one = 1;
 
-	r = resolve(spec, true, &addr, &len);
-	if (r < 0)
-		return r;
-	px->listen_fd = socket(addr.ss_family,
+	px->listen_fd = socket(addr->ss_family,
 			       SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (px->listen_fd < 0)
 		return -errno;
 	setsockopt(px->listen_fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	if (bind(px->listen_fd, (struct sockaddr *)&addr, len) < 0 ||
+	if (bind(px->listen_fd, (struct sockaddr *)addr, len) < 0 ||
 	    listen(px->listen_fd, SOMAXCONN) < 0)
 		return -errno;
-	len = sizeof(addr);
-	if (getsockname(px->listen_fd, (struct sockaddr *)&addr, &len) < 0)
+	len = sizeof(*addr);
+	if (getsockname(px->listen_fd, (struct sockaddr *)addr, &len) < 0)
 		return -errno;
 	/* sin_port and sin6_port sit at the same offset. */
-	*ret_port = ntohs(((struct sockaddr_in *)&addr)->sin_port);
+	*ret_port = ntohs(((struct sockaddr_in *)addr)->sin_port);
 	return epoll_add(px->epfd, px->listen_fd, EPOLLIN | EPOLLET,
 			 &px->tag_listen);
 }
@@ -1121,21 +1134,22 @@ static int parse_opts(int argc, char **argv, struct wan_opts *o)
 /* Everything but the loop: returns 0 or -errno, logged here. */
 static int proxy_start(struct wan_proxy *px, const struct wan_opts *o)
 {
+	struct sockaddr_storage addr;
+	socklen_t len;
 	char text[32];
 	int port = 0, r;
 
 	r = resolve(o->upstream, false, &px->upstream, &px->upstream_len);
-	if (r < 0) {
-		wan_log(LOG_ERR, "cannot resolve upstream '%s': %s",
-			o->upstream, wan_strerror(-r));
+	if (r == 0)
+		r = resolve(o->listen, true, &addr, &len);
+	if (r < 0)
 		return r;
-	}
 	r = proxy_fds(px);
 	if (r < 0) {
 		wan_log(LOG_ERR, "cannot set up epoll: %s", wan_strerror(-r));
 		return r;
 	}
-	r = proxy_listen(px, o->listen, &port);
+	r = proxy_listen(px, &addr, len, &port);
 	if (r < 0) {
 		wan_log(LOG_ERR, "cannot listen on %s: %s", o->listen,
 			wan_strerror(-r));
