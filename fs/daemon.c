@@ -6,7 +6,8 @@
  * Order matters: everything that can fail because of the image or the
  * mountpoint happens in the foreground, so the caller sees the error;
  * threads (libfuse's workers, their rings) only exist after the fork of
- * fuse_daemonize(), since a fork keeps only the calling thread.
+ * fs_detach_begin(), since a fork keeps only the calling thread, and the
+ * parent exits only once the child serves (detach.c).
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -61,20 +62,25 @@ static int daemon_mount_opts(const struct fs_options *opts, char **ret_opts)
 	return 0;
 }
 
-static int daemon_session_new(struct fs_ctx *ctx, const char *mount_opts,
-			      struct fuse_session **ret_se)
+int fs_session_create(const struct fs_options *opts, void *userdata,
+		      struct fuse_session **ret_se)
 {
 	struct fuse_args args = FUSE_ARGS_INIT(0, NULL);
 	struct fuse_session *se;
-	int r = -ENOMEM;
+	char *mount_opts = NULL;
+	int r;
 
+	r = daemon_mount_opts(opts, &mount_opts);
+	if (r < 0)
+		goto out;
+	r = -ENOMEM;
 	if (fuse_opt_add_arg(&args, "imgfs") < 0 ||
 	    fuse_opt_add_arg(&args, "-o") < 0 ||
 	    fuse_opt_add_arg(&args, mount_opts) < 0)
 		goto out;
 
 	/* libfuse prints what it did not like about the options. */
-	se = fuse_session_new(&args, &fs_ops, sizeof(fs_ops), ctx);
+	se = fuse_session_new(&args, &fs_ops, sizeof(fs_ops), userdata);
 	if (!se) {
 		fs_log(LOG_ERR, "cannot create the FUSE session with options "
 		       "'%s'", mount_opts);
@@ -86,49 +92,27 @@ static int daemon_session_new(struct fs_ctx *ctx, const char *mount_opts,
 
 out:
 	fuse_opt_free_args(&args);
-	return r;
-}
-
-/* Resolves the mountpoint: libfuse keeps the path for the unmount, after
- * fuse_daemonize() has changed to "/". */
-static int daemon_mountpoint(const char *path, char **ret_path)
-{
-	struct stat st;
-	int r;
-
-	if (stat(path, &st) < 0) {
-		r = -errno;
-		goto err;
-	}
-	if (!S_ISDIR(st.st_mode)) {
-		r = -ENOTDIR;
-		goto err;
-	}
-	*ret_path = realpath(path, NULL);
-	if (!*ret_path) {
-		r = -errno;
-		goto err;
-	}
-	return 0;
-
-err:
-	fs_log(LOG_ERR, "cannot use mountpoint %s: %s", path, fs_strerror(-r));
+	free(mount_opts);
 	return r;
 }
 
 static int daemon_mount(struct fs_ctx *ctx, const char *mountpoint,
 			struct fuse_session **ret_se)
 {
+	const struct fs_options *opts = ctx->opts;
 	struct fuse_session *se = NULL;
-	char *mount_opts = NULL;
+	char fd_path[32];
 	int r;
 
-	r = daemon_mount_opts(ctx->opts, &mount_opts);
-	if (r >= 0)
-		r = daemon_session_new(ctx, mount_opts, &se);
-	free(mount_opts);
+	r = fs_session_create(opts, ctx, &se);
 	if (r < 0)
 		return r;
+	/* A supervised daemon is handed the mounted descriptor: libfuse
+	 * takes "/dev/fd/N" as that descriptor and mounts nothing. */
+	if (opts->fuse_fd >= 0) {
+		snprintf(fd_path, sizeof(fd_path), "/dev/fd/%d", opts->fuse_fd);
+		mountpoint = fd_path;
+	}
 
 	if (fuse_set_signal_handlers(se) != 0) {
 		fs_log(LOG_ERR, "cannot install the signal handlers");
@@ -142,9 +126,17 @@ static int daemon_mount(struct fs_ctx *ctx, const char *mountpoint,
 		r = -EIO;
 		goto err_signals;
 	}
+	if (opts->fuse_fd >= 0) {
+		r = fs_supervise_attach(ctx, se);
+		if (r < 0)
+			goto err_unmount;
+	}
 
 	*ret_se = se;
 	return 0;
+
+err_unmount:
+	fuse_session_unmount(se);
 
 err_signals:
 	fuse_remove_signal_handlers(se);
@@ -196,6 +188,93 @@ static int daemon_serve(struct fs_ctx *ctx, struct fuse_session *se)
 	return 0;
 }
 
+/* Threads start only in the process that serves (after the fork). */
+static int daemon_start_threads(struct fs_ctx *ctx)
+{
+	int r;
+
+	r = fs_worker_setup();
+	if (r < 0) {
+		fs_log(LOG_ERR, "cannot set up worker state: %s",
+		       fs_strerror(-r));
+		return r;
+	}
+	r = fs_evict_start(ctx);
+	if (r < 0) {
+		fs_log(LOG_ERR, "cannot start the cache evictor: %s",
+		       fs_strerror(-r));
+		return r;
+	}
+	r = fs_prefetch_start(ctx);
+	if (r < 0) {
+		fs_log(LOG_ERR, "cannot start prefetching: %s",
+		       fs_strerror(-r));
+		return r;
+	}
+	return fs_metrics_start(ctx);
+}
+
+/* The mountpoint to log and to unmount; a supervised daemon's is already
+ * mounted (by the supervisor), so it is not checked. */
+static int daemon_mountpoint(const struct fs_options *opts, char **ret_path)
+{
+	if (opts->fuse_fd >= 0) {
+		*ret_path = strdup(opts->mountpoint);
+		return *ret_path ? 0 : -ENOMEM;
+	}
+	return fs_mountpoint_check(opts->mountpoint, opts->nonempty, ret_path);
+}
+
+/* Everything after the mount: detach (unless in the foreground or
+ * supervised), start the threads, write the pid file, tell whoever waits
+ * that the mount serves, serve until the end. */
+static int daemon_main(struct fs_ctx *ctx, struct fuse_session *se)
+{
+	const struct fs_options *opts = ctx->opts;
+	char *pidfile = NULL;
+	int ready_fd = opts->ready_fd, r;
+
+	if (!opts->foreground && opts->fuse_fd < 0) {
+		r = fs_detach_begin(&ready_fd);
+		if (r < 0) {
+			fs_log(LOG_ERR, "cannot fork the daemon: %s",
+			       fs_strerror(-r));
+			return r;
+		}
+	}
+	r = daemon_start_threads(ctx);
+	if (r >= 0 && opts->pidfile && opts->fuse_fd < 0)
+		r = fs_pidfile_write(opts->pidfile, &pidfile);
+	if (r < 0) {
+		fs_detach_done(ready_fd, 1);
+		goto out;
+	}
+	if (!opts->foreground) {
+		fs_log_use_syslog();
+		fs_detach_quiet();
+	}
+	daemon_log_start(ctx, ctx->mountpoint);
+	fs_detach_done(ready_fd, 0);
+
+	r = daemon_serve(ctx, se);
+
+out:
+	/* Prefetch threads hold workers too: they end before the key. */
+	fs_prefetch_stop(ctx);
+	fs_metrics_stop(ctx);
+	fs_worker_teardown();
+	fs_pidfile_remove(pidfile);
+	return r;
+}
+
+void fs_options_init(struct fs_options *opts)
+{
+	memset(opts, 0, sizeof(*opts));
+	opts->fuse_fd = -1;
+	opts->fuse_init_fd = -1;
+	opts->ready_fd = -1;
+}
+
 int fs_run(const struct fs_options *opts)
 {
 	struct fuse_session *se;
@@ -208,52 +287,22 @@ int fs_run(const struct fs_options *opts)
 		fs_log(LOG_ERR, "a source and a mountpoint are needed");
 		return -EINVAL;
 	}
-	r = daemon_mountpoint(opts->mountpoint, &mountpoint);
+	if (opts->supervise && opts->fuse_fd < 0)
+		return fs_supervise_run(opts);
+
+	r = daemon_mountpoint(opts, &mountpoint);
 	if (r < 0)
 		return r;
 	r = fs_ctx_open(opts, &ctx);
 	if (r < 0)
 		goto err_free_path;
+	ctx->mountpoint = mountpoint;
 	r = daemon_mount(ctx, mountpoint, &se);
 	if (r < 0)
 		goto err_free_ctx;
 
-	/* The parent exits (status 0) inside fuse_daemonize() once the
-	 * child has detached; the mount is already in place by then. */
-	fflush(NULL);
-	if (fuse_daemonize(opts->foreground) != 0) {
-		/* libfuse has printed which step failed. */
-		r = errno ? -errno : -EIO;
-		goto err_unmount;
-	}
-	if (!opts->foreground)
-		fs_log_use_syslog();
-	r = fs_worker_setup();
-	if (r < 0) {
-		fs_log(LOG_ERR, "cannot set up worker state: %s",
-		       fs_strerror(-r));
-		goto err_unmount;
-	}
-	r = fs_evict_start(ctx);
-	if (r < 0) {
-		fs_log(LOG_ERR, "cannot start the cache evictor: %s",
-		       fs_strerror(-r));
-		goto err_unmount;
-	}
-	r = fs_prefetch_start(ctx);
-	if (r < 0) {
-		fs_log(LOG_ERR, "cannot start prefetching: %s",
-		       fs_strerror(-r));
-		goto err_unmount;
-	}
-	daemon_log_start(ctx, mountpoint);
+	r = daemon_main(ctx, se);
 
-	r = daemon_serve(ctx, se);
-	/* Prefetch threads hold workers too: they end before the key. */
-	fs_prefetch_stop(ctx);
-	fs_worker_teardown();
-
-err_unmount:
 	daemon_unmount(se);
 err_free_ctx:
 	fs_ctx_free(ctx);

@@ -148,3 +148,15 @@ umoci_unpack() {
 		fail "umoci cannot unpack $src"
 	rm -rf "$gz"
 }
+
+# private_mount_ns: runs this test again, from the start, in a mount
+# namespace of its own, so that what it mounts over system paths
+# (/usr/local/bin, /dev) is seen by it alone and goes away with it.
+# Call right after need_fuse, before anything is started.
+private_mount_ns() {
+	[ -n "${IMGFS_IN_NS:-}" ] && return 0
+	need_cmd unshare
+	rm -rf "$WORK"
+	trap - EXIT
+	IMGFS_IN_NS=1 exec unshare -m --propagation private bash "$0" "$@"
+}
