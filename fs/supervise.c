@@ -366,10 +366,12 @@ static void sup_on_ready(struct sup *s)
 	unsigned char b = 1;
 
 	if (read(s->child_ready_fd, &b, 1) == 1 && b == 0) {
+		/* The first start is told by the supervisor's start line. */
+		if (s->served_once)
+			fs_log(LOG_INFO, "daemon %ld serves %s", (long)s->child,
+			       s->mountpoint);
 		s->child_served = true;
 		s->served_once = true;
-		fs_log(LOG_INFO, "daemon %ld serves %s", (long)s->child,
-		       s->mountpoint);
 	}
 	close(s->child_ready_fd);
 	s->child_ready_fd = -1;

@@ -178,4 +178,31 @@ fusermount3 -u "$WORK/mnt2"
 rc=0
 wait "$SUP" || rc=$?
 [ "$rc" = 0 ] || { cat "$WORK/sup.log" >&2; fail "supervisor exited $rc after unmount"; }
+
+say "detached, as imgfs@.service runs it: ready when it returns"
+mkdir -p "$WORK/mnt3"
+MOUNTS+=("$WORK/mnt3")
+"$IMGTOOL" mount -o "supervise,pidfile=$WORK/unit.pid,cache=$WORK/cache" \
+	"oci:$WORK/out" "$WORK/mnt3" 2>"$WORK/unit.err" || fail "detached supervise failed"
+[ ! -s "$WORK/unit.err" ] || fail "detached supervisor printed: $(cat "$WORK/unit.err")"
+sup=$(cat "$WORK/unit.pid")
+PIDS+=("$sup")
+d=$(daemon_of "$sup")
+[ -n "$d" ] || fail "pid file does not name the supervisor of a daemon"
+PIDS+=("$d")
+grep -qx localhost "$WORK/mnt3/etc/hostname" || fail "read through the mount"
+kill -9 "$d"
+for i in $(seq 1 100); do
+	d2=$(daemon_of "$sup")
+	[ -n "$d2" ] && [ "$d2" != "$d" ] && break
+	sleep 0.1
+done
+[ -n "$d2" ] && [ "$d2" != "$d" ] || fail "detached supervisor did not restart the daemon"
+PIDS+=("$d2")
+[ "$(stat_of "$WORK/mnt3" inodes)" -gt 0 ] || fail "no answer after the restart"
+kill -TERM "$sup"
+for i in $(seq 1 100); do kill -0 "$sup" 2>/dev/null || break; sleep 0.1; done
+! kill -0 "$sup" 2>/dev/null || fail "supervisor still runs after SIGTERM"
+! mountpoint -q "$WORK/mnt3" || fail "still mounted after SIGTERM"
+[ ! -e "$WORK/unit.pid" ] || fail "pid file left behind"
 say "ok"
