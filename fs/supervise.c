@@ -409,8 +409,10 @@ static int sup_loop(struct sup *s, bool until_ready)
 			if (r < 0)
 				return r;
 		}
-		if (until_ready && (s->stopping || s->child == 0))
+		if (until_ready && s->child == 0)
 			return -ECHILD;
+		if (until_ready && s->stopping)
+			return -ECANCELED;
 	}
 	return 0;
 }
@@ -469,9 +471,10 @@ static int sup_first_child(struct sup *s)
 		return r;
 	}
 	r = sup_loop(s, true);
-	if (r < 0)
-		fs_log(LOG_ERR, "the daemon for %s did not start",
-		       s->mountpoint);
+	/* A daemon that died has been logged by sup_child_ended(). */
+	if (r < 0 && r != -ECHILD)
+		fs_log(LOG_ERR, "the daemon for %s did not start: %s",
+		       s->mountpoint, fs_strerror(-r));
 	return r < 0 ? r : 0;
 }
 

@@ -189,8 +189,9 @@ int imgtool_mount(int argc, char **argv)
 	char **args;
 	int c, rc = 0;
 
-	/* getopt() and strtok_r() change what they parse: the supervisor
-	 * gets the arguments as they were given. */
+	/* getopt() and strtok_r() change what they parse: they get a copy,
+	 * so that the supervisor hands on the arguments as they were given
+	 * and ps shows them so. */
 	args = mount_dup_args(argc, argv);
 	if (!args) {
 		imgtool_error("out of memory");
@@ -198,9 +199,9 @@ int imgtool_mount(int argc, char **argv)
 	}
 	fs_options_init(&o);
 	o.argc = argc - 1;
-	o.argv = args + 1;
+	o.argv = argv + 1;
 
-	while (rc == 0 && (c = getopt(argc, argv, "fdo:")) != -1) {
+	while (rc == 0 && (c = getopt(argc, args, "fdo:")) != -1) {
 		switch (c) {
 		case 'f':
 			o.foreground = 1;
@@ -224,8 +225,8 @@ int imgtool_mount(int argc, char **argv)
 		rc = 2;
 	}
 	if (rc == 0) {
-		o.source = argv[optind];
-		o.mountpoint = argv[optind + 1];
+		o.source = args[optind];
+		o.mountpoint = args[optind + 1];
 		o.fuse_opts = fuse_opts;
 		rc = fs_run(&o) < 0 ? 1 : 0;
 	}
