@@ -20,6 +20,12 @@ enum fs_switch { FS_DEFAULT, FS_ON, FS_OFF };
 struct fs_options {
 	const char *source; /* "oci:DIR[:TAG]", "docker://...", "http(s)://..." */
 	const char *mountpoint;
+	/* One daemon for several mounts: sources[i] on mountpoints[i], all
+	 * with these options (source and mountpoint are then ignored); 0:
+	 * just the one.  Borrowed. */
+	unsigned int n_mounts;
+	const char *const *sources;
+	const char *const *mountpoints;
 	const char *cache_dir; /* NULL: FS_DEFAULT_CACHE_DIR */
 	uint64_t cache_max; /* bytes the cache may hold; 0: no cap */
 	const char *fuse_opts; /* comma-separated options for FUSE, or NULL */

@@ -234,21 +234,16 @@ struct fs_layer {
 
 /* ---- the Prometheus text file (metrics.c) ---- */
 
-struct fs_metrics {
-	char *path; /* immutable once started; owned; NULL: off */
-	unsigned int interval_s; /* immutable */
-	bool started; /* immutable once serving: the thread runs */
-	pthread_t thread;
-	pthread_mutex_t lock; /* guards stop */
-	pthread_cond_t cond; /* signalled when stop is set */
-	bool stop;
-};
+struct fs_metrics;
 
-/* Starts the thread that rewrites -o metrics=FILE every interval, when
- * it is set; call in the process that serves.  -errno (logged). */
-int fs_metrics_start(struct fs_ctx *ctx);
-/* Stops the thread after a last rewrite; safe when it never started. */
-void fs_metrics_stop(struct fs_ctx *ctx);
+/* Starts the thread that rewrites opts->metrics_file every interval with
+ * the counters of the @n mounts in @ctxs (borrowed; they outlive the
+ * writer); *ret_m stays NULL when no file is asked for.  -errno
+ * (logged). */
+int fs_metrics_start(struct fs_ctx *const *ctxs, unsigned int n,
+		     const struct fs_options *opts, struct fs_metrics **ret_m);
+/* Stops the thread after a last rewrite and frees @m; NULL is accepted. */
+void fs_metrics_stop(struct fs_metrics *m);
 
 struct fs_ctx {
 	const struct fs_options *opts; /* immutable; borrowed from caller */
@@ -266,7 +261,6 @@ struct fs_ctx {
 	struct fs_evict evict; /* see struct fs_evict */
 	struct fs_prefetch prefetch; /* see struct fs_prefetch */
 	struct fs_record record; /* see struct fs_record */
-	struct fs_metrics metrics; /* see struct fs_metrics */
 	const char *mountpoint; /* immutable once mounted; borrowed */
 	/* The FUSE_INIT handler ran: the session is set up (supervise.c). */
 	_Atomic bool init_done;
@@ -325,6 +319,13 @@ void fs_pidfile_remove(char *path);
  * Logged; -EINVAL or -ENOMEM. */
 int fs_session_create(const struct fs_options *opts, void *userdata,
 		      struct fuse_session **ret_se);
+
+/* Runs the loops of the @n mounted sessions @ses, each in a thread, with
+ * @cfg; returns when all are unmounted (0) or on SIGTERM, SIGINT or
+ * SIGHUP (the signal's number, after ending every loop).  Blocks those
+ * signals in the calling thread.  -errno when a loop failed. */
+int fs_serve_sessions(struct fuse_session *const *ses, unsigned int n,
+		      struct fuse_loop_config *cfg);
 
 /* Keeps the mount of @opts across restarts of the daemon: mounts it,
  * then starts `imgtool mount` on the mounted descriptor and starts it

@@ -11,6 +11,8 @@
  * as a label, so the files of several mounts can be read together.
  */
 #include <errno.h>
+#include <limits.h>
+#include <stddef.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,7 +24,24 @@
 
 #define METRICS_DEFAULT_INTERVAL 15
 
+#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+
 static const uint64_t metrics_bounds_us[FS_HIST_BUCKETS] = FS_HIST_BOUNDS_US;
+
+/* Label sets are the mountpoint, escaped; longer ones are cut. */
+#define METRICS_LABEL_SIZE 1024
+
+struct fs_metrics {
+	struct fs_ctx *const *ctxs; /* immutable; borrowed */
+	unsigned int n; /* immutable */
+	char (*labels)[METRICS_LABEL_SIZE]; /* immutable: one per ctx */
+	char *path; /* immutable; owned */
+	unsigned int interval_s; /* immutable */
+	pthread_t thread;
+	pthread_mutex_t lock; /* guards stop */
+	pthread_cond_t cond; /* signalled when stop is set */
+	bool stop;
+};
 
 void fs_hist_observe(struct fs_hist *h, uint64_t us)
 {
@@ -57,12 +76,96 @@ static void metrics_head(FILE *f, const char *name, const char *type,
 		name, type);
 }
 
-/* One family with a single series. */
-static void metrics_one(FILE *f, const char *lbl, const char *name,
-			const char *type, const char *help, uint64_t v)
+/* A family with one series per mount, read from an atomic counter at
+ * @off in struct fs_ctx, or in struct fs_remote_stats with @remote. */
+struct metrics_counter {
+	const char *name;
+	const char *type;
+	const char *help;
+	size_t off;
+};
+
+#define CTX_AT(field) offsetof(struct fs_ctx, field)
+#define REMOTE_AT(field) offsetof(struct fs_remote_stats, field)
+
+static const struct metrics_counter metrics_counters[] = {
+	{ "blob_read_bytes_total", "counter",
+	  "Bytes read from the layer blobs.", CTX_AT(stats.blob_bytes_read) },
+	{ "blob_reads_total", "counter", "Reads from the layer blobs.",
+	  CTX_AT(stats.blob_reads) },
+	{ "chunks_fetched_total", "counter", "Chunks fetched and verified.",
+	  CTX_AT(stats.chunks_fetched) },
+	{ "cache_hits_total", "counter",
+	  "Chunk lookups answered by the cache.", CTX_AT(stats.cache_hits) },
+	{ "cache_misses_total", "counter", "Chunk lookups that had to fetch.",
+	  CTX_AT(stats.cache_misses) },
+	{ "cache_bytes", "gauge", "Estimated size of the chunk cache.",
+	  CTX_AT(evict.bytes) },
+	{ "cache_evicted_bytes_total", "counter",
+	  "Bytes evicted from the cache.", CTX_AT(stats.cache_evicted_bytes) },
+	{ "served_bytes_total", "counter",
+	  "Bytes returned to programs' reads.", CTX_AT(stats.bytes_served) },
+};
+
+static const struct metrics_counter metrics_remote_counters[] = {
+	{ "http_requests_total", "counter", "HTTP requests sent.",
+	  REMOTE_AT(requests) },
+	{ "http_bytes_total", "counter", "HTTP body bytes received.",
+	  REMOTE_AT(bytes) },
+	{ "http_retries_total", "counter", "HTTP requests retried.",
+	  REMOTE_AT(retries) },
+	{ "http_errors_total", "counter",
+	  "Blob reads from the server that failed.", REMOTE_AT(errors) },
+};
+
+static uint64_t metrics_at(const void *base, size_t off)
 {
-	metrics_head(f, name, type, help);
-	fprintf(f, "imgfs_%s{mountpoint=\"%s\"} %" PRIu64 "\n", name, lbl, v);
+	const _Atomic uint64_t *p =
+		(const _Atomic uint64_t *)((const char *)base + off);
+
+	return atomic_load_explicit(p, memory_order_relaxed);
+}
+
+static void metrics_counters_all(FILE *f, const struct fs_metrics *m)
+{
+	const struct metrics_counter *c;
+
+	for (size_t i = 0; i < ARRAY_SIZE(metrics_counters); i++) {
+		c = &metrics_counters[i];
+		metrics_head(f, c->name, c->type, c->help);
+		for (unsigned int k = 0; k < m->n; k++)
+			fprintf(f, "imgfs_%s{mountpoint=\"%s\"} %" PRIu64 "\n",
+				c->name, m->labels[k],
+				metrics_at(m->ctxs[k], c->off));
+	}
+	metrics_head(f, "cache_max_bytes", "gauge",
+		     "Cap on the chunk cache (0: none).");
+	for (unsigned int k = 0; k < m->n; k++)
+		fprintf(f, "imgfs_cache_max_bytes{mountpoint=\"%s\"} %" PRIu64
+			"\n", m->labels[k], m->ctxs[k]->evict.max);
+}
+
+/* Only mounts of remote sources have these. */
+static void metrics_remote_all(FILE *f, const struct fs_metrics *m)
+{
+	const struct metrics_counter *c;
+	bool any = false;
+
+	for (unsigned int k = 0; k < m->n; k++)
+		any |= m->ctxs[k]->remote != NULL;
+	for (size_t i = 0; any && i < ARRAY_SIZE(metrics_remote_counters);
+	     i++) {
+		c = &metrics_remote_counters[i];
+		metrics_head(f, c->name, c->type, c->help);
+		for (unsigned int k = 0; k < m->n; k++) {
+			if (!m->ctxs[k]->remote)
+				continue;
+			fprintf(f, "imgfs_%s{mountpoint=\"%s\"} %" PRIu64 "\n",
+				c->name, m->labels[k],
+				metrics_at(fs_remote_stats(m->ctxs[k]->remote),
+					   c->off));
+		}
+	}
 }
 
 static void metrics_hist(FILE *f, const char *lbl, const char *source,
@@ -88,170 +191,132 @@ static void metrics_hist(FILE *f, const char *lbl, const char *source,
 		"\"%s\"} %" PRIu64 "\n", lbl, source, total);
 }
 
+static void metrics_hist_all(FILE *f, const struct fs_metrics *m)
+{
+	metrics_head(f, "chunk_fetch_seconds", "histogram",
+		     "Time to read chunk frames from the blob, by source.");
+	for (unsigned int k = 0; k < m->n; k++) {
+		metrics_hist(f, m->labels[k], "local",
+			     &m->ctxs[k]->stats.fetch_local);
+		metrics_hist(f, m->labels[k], "remote",
+			     &m->ctxs[k]->stats.fetch_remote);
+	}
+}
+
 /* A per-layer family: of each layer's reads with @reads, else bytes. */
-static void metrics_layer_family(FILE *f, const struct fs_ctx *ctx,
-				 const char *lbl, const char *name,
-				 const char *help, bool reads)
+static void metrics_layer_family(FILE *f, const struct fs_metrics *m,
+				 const char *name, const char *help,
+				 bool reads)
 {
 	const struct fs_layer *l;
 
 	metrics_head(f, name, "counter", help);
-	for (uint32_t i = 0; i < ctx->n_layers; i++) {
-		l = &ctx->layers[i];
-		fprintf(f, "imgfs_%s{mountpoint=\"%s\",layer=\"%" PRIu32
-			"\",digest=\"%s\"} %" PRIu64 "\n", name, lbl, i,
-			l->desc->digest,
-			reads ? LOAD(l->reads) : LOAD(l->bytes_fetched));
+	for (unsigned int k = 0; k < m->n; k++) {
+		for (uint32_t i = 0; i < m->ctxs[k]->n_layers; i++) {
+			l = &m->ctxs[k]->layers[i];
+			fprintf(f, "imgfs_%s{mountpoint=\"%s\",layer=\"%" PRIu32
+				"\",digest=\"%s\"} %" PRIu64 "\n", name,
+				m->labels[k], i, l->desc->digest,
+				reads ? LOAD(l->reads) :
+					LOAD(l->bytes_fetched));
+		}
 	}
 }
 
-static void metrics_layers(FILE *f, const struct fs_ctx *ctx, const char *lbl)
+static void metrics_errors(FILE *f, const struct fs_metrics *m)
 {
-	metrics_layer_family(f, ctx, lbl, "layer_fetched_bytes_total",
-			     "Blob bytes read for chunks, by layer.", false);
-	metrics_layer_family(f, ctx, lbl, "layer_fetch_requests_total",
-			     "Blob reads (server requests when remote), by "
-			     "layer.", true);
-}
-
-static void metrics_errors(FILE *f, const struct fs_ctx *ctx, const char *lbl)
-{
-	const struct fs_stats *s = &ctx->stats;
-	const struct {
+	static const struct {
 		const char *kind;
-		uint64_t n;
+		size_t off;
 	} kinds[] = {
-		{ "read", LOAD(s->read_errors) },
-		{ "fetch", LOAD(s->fetch_errors) },
-		{ "corrupt", LOAD(s->corrupt_errors) },
-		{ "cache", LOAD(s->cache_errors) },
+		{ "read", CTX_AT(stats.read_errors) },
+		{ "fetch", CTX_AT(stats.fetch_errors) },
+		{ "corrupt", CTX_AT(stats.corrupt_errors) },
+		{ "cache", CTX_AT(stats.cache_errors) },
 	};
 
 	metrics_head(f, "errors_total", "counter",
 		     "Failures by kind: reads answered with an error, blob "
 		     "reads that failed, chunks with wrong bytes, cache files "
 		     "that could not be used.");
-	for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++)
-		fprintf(f, "imgfs_errors_total{mountpoint=\"%s\",kind=\"%s\"} %"
-			PRIu64 "\n", lbl, kinds[i].kind, kinds[i].n);
+	for (unsigned int k = 0; k < m->n; k++)
+		for (size_t i = 0; i < ARRAY_SIZE(kinds); i++)
+			fprintf(f, "imgfs_errors_total{mountpoint=\"%s\",kind="
+				"\"%s\"} %" PRIu64 "\n", m->labels[k],
+				kinds[i].kind,
+				metrics_at(m->ctxs[k], kinds[i].off));
 }
 
-static void metrics_prefetch(FILE *f, const struct fs_ctx *ctx,
-			     const char *lbl)
+/* A prefetch family: with @done, the chunks handled, else planned. */
+static void metrics_prefetch_family(FILE *f, const struct fs_metrics *m,
+				    const char *name, const char *help,
+				    bool done)
 {
-	const struct fs_prefetch *pf = &ctx->prefetch;
+	const struct fs_prefetch *pf;
 
-	metrics_head(f, "prefetch_planned_chunks", "gauge",
-		     "Chunks the prefetch (profile) and the fill will fetch.");
-	fprintf(f, "imgfs_prefetch_planned_chunks{mountpoint=\"%s\",part="
-		"\"profile\"} %zu\n", lbl, pf->n_profile);
-	fprintf(f, "imgfs_prefetch_planned_chunks{mountpoint=\"%s\",part="
-		"\"fill\"} %zu\n", lbl, pf->n - pf->n_profile);
-	metrics_head(f, "prefetch_done_chunks", "gauge",
-		     "Planned chunks handled so far.");
-	fprintf(f, "imgfs_prefetch_done_chunks{mountpoint=\"%s\",part="
-		"\"profile\"} %" PRIu64 "\n", lbl, LOAD(pf->profile_done));
-	fprintf(f, "imgfs_prefetch_done_chunks{mountpoint=\"%s\",part="
-		"\"fill\"} %" PRIu64 "\n", lbl, LOAD(pf->fill_done));
-	metrics_one(f, lbl, "prefetch_failed_chunks_total", "counter",
-		    "Planned chunks that could not be fetched.",
-		    LOAD(pf->failed));
+	metrics_head(f, name, "gauge", help);
+	for (unsigned int k = 0; k < m->n; k++) {
+		pf = &m->ctxs[k]->prefetch;
+		fprintf(f, "imgfs_%s{mountpoint=\"%s\",part=\"profile\"} %"
+			PRIu64 "\n", name, m->labels[k],
+			done ? LOAD(pf->profile_done) :
+			       (uint64_t)pf->n_profile);
+		fprintf(f, "imgfs_%s{mountpoint=\"%s\",part=\"fill\"} %" PRIu64
+			"\n", name, m->labels[k],
+			done ? LOAD(pf->fill_done) :
+			       (uint64_t)(pf->n - pf->n_profile));
+	}
 }
 
-/* A family with one series, for the tables below. */
-struct metrics_simple {
-	const char *name;
-	const char *type;
-	const char *help;
-	uint64_t value;
-};
-
-static void metrics_table(FILE *f, const char *lbl,
-			  const struct metrics_simple *t, size_t n)
+static void metrics_prefetch(FILE *f, const struct fs_metrics *m)
 {
-	for (size_t i = 0; i < n; i++)
-		metrics_one(f, lbl, t[i].name, t[i].type, t[i].help,
-			    t[i].value);
+	metrics_prefetch_family(f, m, "prefetch_planned_chunks",
+				"Chunks the prefetch (profile) and the fill "
+				"will fetch.", false);
+	metrics_prefetch_family(f, m, "prefetch_done_chunks",
+				"Planned chunks handled so far.", true);
+	metrics_head(f, "prefetch_failed_chunks_total", "counter",
+		     "Planned chunks that could not be fetched.");
+	for (unsigned int k = 0; k < m->n; k++)
+		fprintf(f, "imgfs_prefetch_failed_chunks_total{mountpoint="
+			"\"%s\"} %" PRIu64 "\n", m->labels[k],
+			LOAD(m->ctxs[k]->prefetch.failed));
 }
 
-static void metrics_remote(FILE *f, const struct fs_ctx *ctx, const char *lbl)
+/* Writes every family, each with the series of every mount. */
+static void metrics_format(FILE *f, const struct fs_metrics *m)
 {
-	const struct fs_remote_stats *r = fs_remote_stats(ctx->remote);
-	const struct metrics_simple t[] = {
-		{ "http_requests_total", "counter", "HTTP requests sent.",
-		  LOAD(r->requests) },
-		{ "http_bytes_total", "counter", "HTTP body bytes received.",
-		  LOAD(r->bytes) },
-		{ "http_retries_total", "counter", "HTTP requests retried.",
-		  LOAD(r->retries) },
-		{ "http_errors_total", "counter",
-		  "Blob reads from the server that failed.", LOAD(r->errors) },
-	};
-
-	metrics_table(f, lbl, t, sizeof(t) / sizeof(t[0]));
+	metrics_counters_all(f, m);
+	metrics_layer_family(f, m, "layer_fetched_bytes_total",
+			     "Blob bytes read for chunks, by layer.", false);
+	metrics_layer_family(f, m, "layer_fetch_requests_total",
+			     "Blob reads (server requests when remote), by "
+			     "layer.", true);
+	metrics_errors(f, m);
+	metrics_hist_all(f, m);
+	metrics_prefetch(f, m);
+	metrics_remote_all(f, m);
 }
 
-/* Writes every family to @f. */
-static void metrics_format(FILE *f, const struct fs_ctx *ctx)
+static int metrics_write(const struct fs_metrics *m)
 {
-	const struct fs_stats *s = &ctx->stats;
-	const struct metrics_simple t[] = {
-		{ "blob_read_bytes_total", "counter",
-		  "Bytes read from the layer blobs.",
-		  LOAD(s->blob_bytes_read) },
-		{ "blob_reads_total", "counter", "Reads from the layer blobs.",
-		  LOAD(s->blob_reads) },
-		{ "chunks_fetched_total", "counter",
-		  "Chunks fetched and verified.", LOAD(s->chunks_fetched) },
-		{ "cache_hits_total", "counter",
-		  "Chunk lookups answered by the cache.", LOAD(s->cache_hits) },
-		{ "cache_misses_total", "counter",
-		  "Chunk lookups that had to fetch.", LOAD(s->cache_misses) },
-		{ "cache_bytes", "gauge", "Estimated size of the chunk cache.",
-		  LOAD(ctx->evict.bytes) },
-		{ "cache_max_bytes", "gauge",
-		  "Cap on the chunk cache (0: none).", ctx->evict.max },
-		{ "cache_evicted_bytes_total", "counter",
-		  "Bytes evicted from the cache.",
-		  LOAD(s->cache_evicted_bytes) },
-		{ "served_bytes_total", "counter",
-		  "Bytes returned to programs' reads.", LOAD(s->bytes_served) },
-	};
-	char lbl[1024];
-
-	metrics_label(ctx->mountpoint ? ctx->mountpoint : "", lbl, sizeof(lbl));
-	metrics_table(f, lbl, t, sizeof(t) / sizeof(t[0]));
-	metrics_layers(f, ctx, lbl);
-	metrics_errors(f, ctx, lbl);
-	metrics_head(f, "chunk_fetch_seconds", "histogram",
-		     "Time to read chunk frames from the blob, by source.");
-	metrics_hist(f, lbl, "local", &s->fetch_local);
-	metrics_hist(f, lbl, "remote", &s->fetch_remote);
-	metrics_prefetch(f, ctx, lbl);
-	if (ctx->remote)
-		metrics_remote(f, ctx, lbl);
-}
-
-static int metrics_write(const struct fs_ctx *ctx)
-{
-	const char *path = ctx->metrics.path;
 	char *tmp;
 	FILE *f;
 	int r = 0;
 
-	if (asprintf(&tmp, "%s.tmp", path) < 0)
+	if (asprintf(&tmp, "%s.tmp", m->path) < 0)
 		return -ENOMEM;
 	f = fopen(tmp, "we");
 	if (!f) {
 		r = -errno;
 		goto out;
 	}
-	metrics_format(f, ctx);
+	metrics_format(f, m);
 	if (ferror(f))
 		r = -EIO;
 	if (fclose(f) != 0 && r >= 0)
 		r = -errno;
-	if (r >= 0 && rename(tmp, path) < 0)
+	if (r >= 0 && rename(tmp, m->path) < 0)
 		r = -errno;
 	if (r < 0)
 		unlink(tmp);
@@ -263,15 +328,14 @@ out:
 
 static void *metrics_thread(void *arg)
 {
-	struct fs_ctx *ctx = arg;
-	struct fs_metrics *m = &ctx->metrics;
+	struct fs_metrics *m = arg;
 	static struct fs_ratelimit rl = FS_RATELIMIT_INIT;
 	struct timespec until;
 	bool stop = false;
 	int r;
 
 	while (!stop) {
-		r = metrics_write(ctx);
+		r = metrics_write(m);
 		if (r < 0)
 			fs_log_limited(&rl, LOG_ERR, "cannot write metrics "
 				       "file %s: %s", m->path, fs_strerror(-r));
@@ -287,7 +351,7 @@ static void *metrics_thread(void *arg)
 		pthread_mutex_unlock(&m->lock);
 	}
 	/* The last numbers, as the daemon stops. */
-	metrics_write(ctx);
+	metrics_write(m);
 	return NULL;
 }
 
@@ -308,61 +372,87 @@ static int metrics_cond_init(pthread_cond_t *cond)
 	return -r;
 }
 
-int fs_metrics_start(struct fs_ctx *ctx)
+/* The parts of a writer that need no thread: path, labels. */
+static int metrics_new(struct fs_ctx *const *ctxs, unsigned int n,
+		       const struct fs_options *opts, struct fs_metrics **ret_m)
 {
-	struct fs_metrics *m = &ctx->metrics;
-	const char *file = ctx->opts->metrics_file;
-	char cwd[4096];
-	int r;
+	const char *file = opts->metrics_file;
+	struct fs_metrics *m;
+	char cwd[PATH_MAX];
 
-	if (!file)
-		return 0;
+	m = calloc(1, sizeof(*m));
+	if (!m)
+		return -ENOMEM;
+	m->ctxs = ctxs;
+	m->n = n;
+	m->interval_s = opts->metrics_interval_s ? opts->metrics_interval_s :
+						   METRICS_DEFAULT_INTERVAL;
+	m->labels = calloc(n, sizeof(*m->labels));
 	if (file[0] == '/')
 		m->path = strdup(file);
 	else if (getcwd(cwd, sizeof(cwd)) &&
 		 asprintf(&m->path, "%s/%s", cwd, file) < 0)
 		m->path = NULL;
-	if (!m->path)
+	if (!m->labels || !m->path) {
+		free(m->labels);
+		free(m->path);
+		free(m);
 		return -ENOMEM;
-	m->interval_s = ctx->opts->metrics_interval_s ?
-				ctx->opts->metrics_interval_s :
-				METRICS_DEFAULT_INTERVAL;
+	}
+	for (unsigned int k = 0; k < n; k++)
+		metrics_label(ctxs[k]->mountpoint ? ctxs[k]->mountpoint : "",
+			      m->labels[k], sizeof(m->labels[k]));
+	*ret_m = m;
+	return 0;
+}
 
+int fs_metrics_start(struct fs_ctx *const *ctxs, unsigned int n,
+		     const struct fs_options *opts, struct fs_metrics **ret_m)
+{
+	struct fs_metrics *m;
+	int r;
+
+	*ret_m = NULL;
+	if (!opts->metrics_file)
+		return 0;
+	r = metrics_new(ctxs, n, opts, &m);
+	if (r < 0)
+		goto err;
 	r = metrics_cond_init(&m->cond);
 	if (r < 0)
 		goto err_free;
 	pthread_mutex_init(&m->lock, NULL);
-	r = -pthread_create(&m->thread, NULL, metrics_thread, ctx);
+	r = -pthread_create(&m->thread, NULL, metrics_thread, m);
 	if (r < 0)
 		goto err_destroy;
-	m->started = true;
+	*ret_m = m;
 	return 0;
 
 err_destroy:
 	pthread_mutex_destroy(&m->lock);
 	pthread_cond_destroy(&m->cond);
 err_free:
-	fs_log(LOG_ERR, "cannot start writing metrics to %s: %s", m->path,
-	       fs_strerror(-r));
+	free(m->labels);
 	free(m->path);
-	m->path = NULL;
+	free(m);
+err:
+	fs_log(LOG_ERR, "cannot start writing metrics to %s: %s",
+	       opts->metrics_file, fs_strerror(-r));
 	return r;
 }
 
-void fs_metrics_stop(struct fs_ctx *ctx)
+void fs_metrics_stop(struct fs_metrics *m)
 {
-	struct fs_metrics *m = &ctx->metrics;
-
-	if (m->started) {
-		pthread_mutex_lock(&m->lock);
-		m->stop = true;
-		pthread_cond_signal(&m->cond);
-		pthread_mutex_unlock(&m->lock);
-		pthread_join(m->thread, NULL);
-		pthread_mutex_destroy(&m->lock);
-		pthread_cond_destroy(&m->cond);
-		m->started = false;
-	}
+	if (!m)
+		return;
+	pthread_mutex_lock(&m->lock);
+	m->stop = true;
+	pthread_cond_signal(&m->cond);
+	pthread_mutex_unlock(&m->lock);
+	pthread_join(m->thread, NULL);
+	pthread_mutex_destroy(&m->lock);
+	pthread_cond_destroy(&m->cond);
+	free(m->labels);
 	free(m->path);
-	m->path = NULL;
+	free(m);
 }

@@ -182,12 +182,32 @@ static char **mount_dup_args(int argc, char **argv)
 	return args;
 }
 
+/* Several SOURCE MOUNTPOINT pairs for one daemon: the sources and then
+ * the mountpoints in one array, which the caller frees (o->sources). */
+static int mount_pairs(struct fs_options *o, char **pos, int n)
+{
+	const char **a = calloc(2 * (size_t)n, sizeof(*a));
+
+	if (!a) {
+		imgtool_error("out of memory");
+		return 1;
+	}
+	for (int i = 0; i < n; i++) {
+		a[i] = pos[2 * i];
+		a[n + i] = pos[2 * i + 1];
+	}
+	o->n_mounts = (unsigned int)n;
+	o->sources = a;
+	o->mountpoints = a + n;
+	return 0;
+}
+
 int imgtool_mount(int argc, char **argv)
 {
 	struct fs_options o;
 	char *fuse_opts = NULL;
-	char **args;
-	int c, rc = 0;
+	char **args, **pairs = NULL;
+	int c, n, rc = 0;
 
 	/* getopt() and strtok_r() change what they parse: they get a copy,
 	 * so that the supervisor hands on the arguments as they were given
@@ -217,12 +237,17 @@ int imgtool_mount(int argc, char **argv)
 			rc = 2;
 		}
 	}
-	if (rc == 0 && argc - optind != 2) {
+	n = (argc - optind) / 2;
+	if (rc == 0 && (argc - optind < 2 || (argc - optind) % 2)) {
 		imgtool_error("usage: imgtool mount [-f] [-d] [-o OPTIONS] "
-			      "SOURCE MOUNTPOINT\n"
+			      "SOURCE MOUNTPOINT [SOURCE MOUNTPOINT]...\n"
 			      "  SOURCE: oci:DIR[:TAG], docker://HOST[:PORT]/REPO[:TAG|@DIGEST],\n"
 			      "          http(s)://HOST/PATH[:TAG] (a served OCI layout)");
 		rc = 2;
+	}
+	if (rc == 0 && n > 1) {
+		rc = mount_pairs(&o, args + optind, n);
+		pairs = (char **)o.sources;
 	}
 	if (rc == 0) {
 		o.source = args[optind];
@@ -231,6 +256,7 @@ int imgtool_mount(int argc, char **argv)
 		rc = fs_run(&o) < 0 ? 1 : 0;
 	}
 
+	free(pairs);
 	free(fuse_opts);
 	mount_free_args(args);
 	return rc;

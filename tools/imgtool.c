@@ -21,7 +21,7 @@ static const char usage[] =
 	"        print the entries as JSON lines (summary on stderr)\n"
 	"  index verify BLOB|oci:DIR[:TAG]\n"
 	"        decompress and check every chunk against its hash\n"
-	"  mount [-f] [-d] [-o OPTIONS] SOURCE MOUNTPOINT\n"
+	"  mount [-f] [-d] [-o OPTIONS] SOURCE MOUNTPOINT [SOURCE MOUNTPOINT]...\n"
 	"        mount the image read-only, fetching chunks on first use;\n"
 	"        SOURCE is oci:DIR[:TAG], docker://HOST/REPO[:TAG|@DIGEST]\n"
 	"        or http(s)://HOST/PATH[:TAG] (options: see man imgtool);\n"

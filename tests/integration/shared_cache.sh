@@ -9,10 +9,7 @@ need_fuse
 need_cmd zstd python3
 
 synthetic_image "$WORK"
-# Image B: the first and the last layer of image A (the shared ones).
-python3 "$TESTS/mkoci.py" "$WORK/ociB" "$WORK/layers/l1.tar.gz" \
-	"$WORK/layers/l3.tar" >/dev/null
-"$IMGTOOL" build -q "oci:$WORK/ociB:latest" "oci:$WORK/outB:latest"
+sharing_image "$WORK"
 
 read_all() { find "$1" -type f -print0 | xargs -0 cat >/dev/null; }
 # chunks CACHE: the names of the cached chunks, one per line, sorted.
