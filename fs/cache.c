@@ -304,6 +304,8 @@ static int cache_keep(struct fs_ctx *ctx, struct fs_worker *worker,
 	cache_name(chunk->sha256, name);
 	r = cache_store(&ctx->cache, worker, layer, chunk_no, chunk, name,
 			ret_fd);
+	if (r <= 0)
+		fs_stat_add(ctx, cache_errors, 1);
 	if (r < 0) {
 		fs_log_limited(&cache_ratelimit, LOG_ERR,
 			       "cannot keep chunk %" PRIu32 " of '%s': %s",
@@ -493,6 +495,7 @@ int fs_cache_chunk_fd(struct fs_ctx *ctx, struct fs_worker *worker,
 		r = cache_fill(ctx, worker, layer, chunk_no, last_wanted,
 			       &chunk, ret_fd);
 	} else {
+		fs_stat_add(ctx, cache_errors, 1);
 		fs_log_limited(&cache_ratelimit, LOG_ERR,
 			       "cannot open cache file %s/chunks/%s: %s",
 			       cache->dir, name, fs_strerror(-r));

@@ -436,6 +436,19 @@ void fs_evict_stored(struct fs_ctx *ctx, uint64_t size)
 	evict_wake_if_over(ev);
 }
 
+/* Takes one pin off, never below zero: after a supervised restart
+ * (supervise.c) files opened under the previous daemon are released
+ * here without ever having been pinned in this process. */
+static void evict_unpin(_Atomic uint32_t *pins)
+{
+	uint32_t v = atomic_load_explicit(pins, memory_order_relaxed);
+
+	while (v && !atomic_compare_exchange_weak_explicit(
+			    pins, &v, v - 1, memory_order_relaxed,
+			    memory_order_relaxed))
+		;
+}
+
 void fs_evict_pin(struct fs_ctx *ctx, uint32_t layer, uint32_t first,
 		  uint32_t count, bool pin)
 {
@@ -450,8 +463,7 @@ void fs_evict_pin(struct fs_ctx *ctx, uint32_t layer, uint32_t first,
 			atomic_fetch_add_explicit(&ev->pins[layer][c], 1,
 						  memory_order_relaxed);
 		else
-			atomic_fetch_sub_explicit(&ev->pins[layer][c], 1,
-						  memory_order_relaxed);
+			evict_unpin(&ev->pins[layer][c]);
 	}
 	/* What this file held may have kept the last round over the cap. */
 	if (!pin)

@@ -60,15 +60,13 @@ static int fetch_remote_frame(struct fs_ctx *ctx, struct fs_worker *worker,
 	return 0;
 }
 
-static int fetch_read_frame(struct fs_ctx *ctx, struct fs_worker *worker,
-			    const struct fs_layer *layer,
-			    const struct index_chunk *chunk,
-			    const char **ret_cause)
+static int fetch_local_frame(struct fs_ctx *ctx, struct fs_worker *worker,
+			     const struct fs_layer *layer,
+			     const struct index_chunk *chunk,
+			     const char **ret_cause)
 {
 	ssize_t n;
 
-	if (ctx->remote)
-		return fetch_remote_frame(ctx, worker, layer, chunk, ret_cause);
 	n = fs_uring_read(fs_worker_ring(worker), layer->blob_fd,
 			  worker->zframe.data, chunk->blob_len,
 			  chunk->blob_off);
@@ -85,6 +83,37 @@ static int fetch_read_frame(struct fs_ctx *ctx, struct fs_worker *worker,
 		return -EIO;
 	}
 	return 0;
+}
+
+/* Counts a blob read of @layer that started at @start_us (fs_now_us())
+ * and ended with @r. */
+static void fetch_observe(struct fs_ctx *ctx, const struct fs_layer *layer,
+			  uint64_t start_us, int r)
+{
+	atomic_fetch_add_explicit(&ctx->layers[layer - ctx->layers].reads, 1,
+				  memory_order_relaxed);
+	if (r < 0)
+		fs_stat_add(ctx, fetch_errors, 1);
+	else
+		fs_hist_observe(ctx->remote ? &ctx->stats.fetch_remote :
+					      &ctx->stats.fetch_local,
+				fs_now_us() - start_us);
+}
+
+static int fetch_read_frame(struct fs_ctx *ctx, struct fs_worker *worker,
+			    const struct fs_layer *layer,
+			    const struct index_chunk *chunk,
+			    const char **ret_cause)
+{
+	uint64_t start = fs_now_us();
+	int r;
+
+	if (ctx->remote)
+		r = fetch_remote_frame(ctx, worker, layer, chunk, ret_cause);
+	else
+		r = fetch_local_frame(ctx, worker, layer, chunk, ret_cause);
+	fetch_observe(ctx, layer, start, r);
+	return r;
 }
 
 /* Decompresses the frame at @src into worker->chunk. */
@@ -162,6 +191,7 @@ int fs_fetch_decode(struct fs_ctx *ctx, struct fs_worker *worker,
 	return 0;
 
 err_fail:
+	fs_stat_add(ctx, corrupt_errors, 1);
 	fetch_fail(l, chunk_no, chunk, cause);
 	return r;
 }
@@ -197,6 +227,7 @@ int fs_fetch_span(struct fs_ctx *ctx, struct fs_worker *worker,
 	const struct fs_layer *l = &ctx->layers[layer];
 	const struct index_chunk *last = &chunks[n - 1];
 	uint64_t len = last->blob_off + last->blob_len - chunks[0].blob_off;
+	uint64_t start;
 	int r;
 
 	if (len > FS_SPAN_MAX_BYTES) {
@@ -206,10 +237,12 @@ int fs_fetch_span(struct fs_ctx *ctx, struct fs_worker *worker,
 	r = fs_buf_reserve(&worker->span, (size_t)len);
 	if (r < 0)
 		return r;
+	start = fs_now_us();
 	r = fs_remote_blob_read(ctx->remote, l->desc->digest, chunks[0].blob_off,
 			     (size_t)len, worker->span.data, worker->err,
 			     sizeof(worker->err));
 	fs_stat_add(ctx, blob_reads, 1);
+	fetch_observe(ctx, l, start, r);
 	if (r < 0) {
 		fetch_fail(l, first_no, &chunks[0],
 			   worker->err[0] ? worker->err : fs_strerror(-r));

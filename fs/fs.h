@@ -20,6 +20,12 @@ enum fs_switch { FS_DEFAULT, FS_ON, FS_OFF };
 struct fs_options {
 	const char *source; /* "oci:DIR[:TAG]", "docker://...", "http(s)://..." */
 	const char *mountpoint;
+	/* One daemon for several mounts: sources[i] on mountpoints[i], all
+	 * with these options (source and mountpoint are then ignored); 0:
+	 * just the one.  Borrowed. */
+	unsigned int n_mounts;
+	const char *const *sources;
+	const char *const *mountpoints;
 	const char *cache_dir; /* NULL: FS_DEFAULT_CACHE_DIR */
 	uint64_t cache_max; /* bytes the cache may hold; 0: no cap */
 	const char *fuse_opts; /* comma-separated options for FUSE, or NULL */
@@ -39,6 +45,22 @@ struct fs_options {
 	unsigned int fill_rate_mb; /* cap on the fill, MB/s; 0: none */
 	unsigned int prefetch_threads; /* 0: 8 */
 	const char *record_file; /* write the chunks programs read, or NULL */
+	/* Running as a service: */
+	const char *pidfile; /* written once serving, removed at exit */
+	const char *metrics_file; /* Prometheus text, rewritten, or NULL */
+	unsigned int metrics_interval_s; /* between rewrites; 0: 15 */
+	int nonempty; /* mount over a directory that holds files */
+	int supervise; /* a supervisor keeps the mount across restarts */
+	/* Set by the supervisor for the daemon it starts (fs/supervise.c):
+	 * the mounted /dev/fuse descriptor and a memfd holding the
+	 * FUSE_INIT request the kernel sent; -1 otherwise. */
+	int fuse_fd;
+	int fuse_init_fd;
+	int ready_fd; /* a pipe: one byte 0 once serving; -1: none */
+	/* The arguments of `imgtool mount` after the verb, which the
+	 * supervisor gives each daemon it starts; borrowed. */
+	int argc;
+	char *const *argv;
 };
 
 /*
@@ -48,5 +70,8 @@ struct fs_options {
  * are printed to stderr and returned as a negative errno.
  */
 int fs_run(const struct fs_options *opts);
+
+/* Sets the fields of @opts that are not zero by default. */
+void fs_options_init(struct fs_options *opts);
 
 #endif

@@ -63,6 +63,31 @@ static inline uint64_t fs_now_ms(void)
 
 /* ---- counters (the FS_STATS_XATTR text) ---- */
 
+/* Upper bounds of the chunk fetch time histogram, in microseconds, and
+ * their count (metrics.c); one more bucket counts the slower ones. */
+#define FS_HIST_BOUNDS_US                                               \
+	{ 100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000, \
+	  250000, 500000, 1000000, 2500000, 5000000, 10000000 }
+#define FS_HIST_BUCKETS 16
+
+/* A latency histogram: counts[i] holds the observations at most bound i
+ * (not cumulative), counts[FS_HIST_BUCKETS] the rest.  Atomic. */
+struct fs_hist {
+	_Atomic uint64_t counts[FS_HIST_BUCKETS + 1];
+	_Atomic uint64_t sum_us;
+};
+
+/* Counts one observation of @us microseconds in @h. */
+void fs_hist_observe(struct fs_hist *h, uint64_t us);
+
+static inline uint64_t fs_now_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
+
 /* All atomic, updated with relaxed ordering: they are statistics and order
  * nothing. */
 struct fs_stats {
@@ -74,6 +99,14 @@ struct fs_stats {
 	_Atomic uint64_t bytes_served;
 	_Atomic uint64_t read_errors;
 	_Atomic uint64_t cache_evicted_bytes;
+	/* Failures by kind, each also logged where it happens: */
+	_Atomic uint64_t fetch_errors; /* blob or server could not be read */
+	_Atomic uint64_t corrupt_errors; /* bytes that are not the chunk */
+	_Atomic uint64_t cache_errors; /* a cache file could not be used */
+	/* Time to read a chunk's frame (or a span of frames) from the blob
+	 * on local disk or from the server. */
+	struct fs_hist fetch_local;
+	struct fs_hist fetch_remote;
 };
 
 #define fs_stat_add(ctx, field, n)                                      \
@@ -139,7 +172,10 @@ void fs_evict_used(struct fs_ctx *ctx, uint32_t layer, uint32_t chunk_no);
  * the cache is over its cap. */
 void fs_evict_stored(struct fs_ctx *ctx, uint64_t size);
 /* Pins (@pin) or unpins @count chunks from @first of @layer: the data of
- * a file being opened or released. */
+ * a file being opened or released.  XXX: files opened before a supervised
+ * restart were pinned by the previous daemon only, so the cap may evict
+ * their chunks (a later read fetches them again); unpins never go below
+ * zero for them. */
 void fs_evict_pin(struct fs_ctx *ctx, uint32_t layer, uint32_t first,
 		  uint32_t count, bool pin);
 
@@ -224,7 +260,21 @@ struct fs_layer {
 	const struct index_reader *reader; /* immutable; map->reader */
 	int blob_fd; /* immutable; positioned reads only; -1 when remote */
 	_Atomic uint64_t bytes_fetched; /* blob bytes read for chunks */
+	_Atomic uint64_t reads; /* blob reads (requests, when remote) */
 };
+
+/* ---- the Prometheus text file (metrics.c) ---- */
+
+struct fs_metrics;
+
+/* Starts the thread that rewrites opts->metrics_file every interval with
+ * the counters of the @n mounts in @ctxs (borrowed; they outlive the
+ * writer); *ret_m stays NULL when no file is asked for.  -errno
+ * (logged). */
+int fs_metrics_start(struct fs_ctx *const *ctxs, unsigned int n,
+		     const struct fs_options *opts, struct fs_metrics **ret_m);
+/* Stops the thread after a last rewrite and frees @m; NULL is accepted. */
+void fs_metrics_stop(struct fs_metrics *m);
 
 struct fs_ctx {
 	const struct fs_options *opts; /* immutable; borrowed from caller */
@@ -242,6 +292,9 @@ struct fs_ctx {
 	struct fs_evict evict; /* see struct fs_evict */
 	struct fs_prefetch prefetch; /* see struct fs_prefetch */
 	struct fs_record record; /* see struct fs_record */
+	const char *mountpoint; /* immutable once mounted; borrowed */
+	/* The FUSE_INIT handler ran: the session is set up (supervise.c). */
+	_Atomic bool init_done;
 	struct fs_stats stats; /* atomic counters */
 };
 
@@ -254,6 +307,66 @@ struct fs_ctx {
 int fs_ctx_open(const struct fs_options *opts, struct fs_ctx **ret_ctx);
 /* Frees everything fs_ctx_open() made; NULL is accepted. */
 void fs_ctx_free(struct fs_ctx *ctx);
+
+/* ---- running as a service (mountpoint.c, detach.c, pidfile.c) ---- */
+
+/* Checks that @path can be mounted on: it exists, is a directory, is not
+ * a mount already nor a dead FUSE mount, and (unless @nonempty) holds
+ * nothing that the mount would hide.  Logs the reason and returns
+ * -ENOENT, -ENOTDIR, -EBUSY, -ENOTCONN, -ENOTEMPTY or another -errno;
+ * else 0 with the absolute path in *ret_path (the caller frees it). */
+int fs_mountpoint_check(const char *path, bool nonempty, char **ret_path);
+
+/* A pipe (both ends close-on-exec) and a fork: *ret_pid is 0 in the
+ * child, the child's pid in the parent; both hold both ends.  -errno,
+ * with nothing left open, when either fails. */
+int fs_fork_pipe(int ret_fds[2], pid_t *ret_pid);
+
+/* Forks; the parent stays inside and exits with the status the child
+ * sends through fs_detach_done() (1 if it dies first).  Returns in the
+ * child only, in a new session, with the pipe's end in *ret_ready_fd;
+ * -errno when the fork failed (nothing forked). */
+int fs_detach_begin(int *ret_ready_fd);
+/* Sends @status (0: serving) to the waiting parent and closes @ready_fd
+ * (nothing when it is -1). */
+void fs_detach_done(int ready_fd, int status);
+/* Points stdio at /dev/null and changes to "/", once the daemon logs to
+ * syslog: the terminal may go away. */
+void fs_detach_quiet(void);
+
+/* Writes our pid to @path (via a temporary name and a rename) and hands
+ * back the absolute path for fs_pidfile_remove().  Logged, -errno. */
+int fs_pidfile_write(const char *path, char **ret_path);
+/* Removes the file while it still names this process; frees @path.
+ * NULL is accepted. */
+void fs_pidfile_remove(char *path);
+
+/* ---- the FUSE session (daemon.c) and its handover (supervise.c) ---- */
+
+/* A new low-level session with the mount options for @opts, serving
+ * fs_ops with @userdata (NULL: one that is only mounted, never run).
+ * Logged; -EINVAL or -ENOMEM. */
+int fs_session_create(const struct fs_options *opts, void *userdata,
+		      struct fuse_session **ret_se);
+
+/* Runs the loops of the @n mounted sessions @ses, each in a thread, with
+ * @cfg; returns when all are unmounted (0) or on SIGTERM, SIGINT or
+ * SIGHUP (the signal's number, after ending every loop).  Blocks those
+ * signals in the calling thread.  -errno when a loop failed. */
+int fs_serve_sessions(struct fuse_session *const *ses, unsigned int n,
+		      struct fuse_loop_config *cfg);
+
+/* Keeps the mount of @opts across restarts of the daemon: mounts it,
+ * then starts `imgtool mount` on the mounted descriptor and starts it
+ * again when it dies.  Returns like fs_run(). */
+int fs_supervise_run(const struct fs_options *opts);
+
+/* In a daemon started by the supervisor, after fuse_session_mount() on
+ * "/dev/fd/N": replays the FUSE_INIT request the kernel sent the first
+ * daemon, so that libfuse takes the connection as set up, then asks the
+ * kernel to send again the requests a dead daemon had taken but not
+ * answered.  Logged; -errno. */
+int fs_supervise_attach(struct fs_ctx *ctx, struct fuse_session *se);
 
 /* ---- per-thread worker state (worker.c) ---- */
 

@@ -119,6 +119,7 @@ static void ops_init(void *userdata, struct fuse_conn_info *conn)
 	 * kernel accepts: keep it. */
 	fs_debug("init: capable 0x%x want 0x%x max_readahead %u",
 		 conn->capable, conn->want, conn->max_readahead);
+	atomic_store(&((struct fs_ctx *)userdata)->init_done, true);
 }
 
 static void ops_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)

@@ -71,6 +71,48 @@ static int parse_switch(const char *opt, const char *val,
 	return 0;
 }
 
+static void mount_free_args(char **args)
+{
+	for (size_t i = 0; args && args[i]; i++)
+		free(args[i]);
+	free(args);
+}
+
+/* -o supervised=FUSE:INIT:READY: the descriptors a supervisor hands the
+ * daemon it starts (fs/supervise.c); not for users. */
+static int parse_supervised(struct fs_options *o, const char *val)
+{
+	if (sscanf(val, "%d:%d:%d", &o->fuse_fd, &o->fuse_init_fd,
+		   &o->ready_fd) != 3 || o->fuse_fd < 0 ||
+	    o->fuse_init_fd < 0 || o->ready_fd < 0) {
+		imgtool_error("bad value in -o supervised (set by the "
+			      "supervisor only)");
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/* The options of a daemon run as a service, or 1 when @opt is none. */
+static int parse_service_opt(struct fs_options *o, char *opt)
+{
+	if (strncmp(opt, "pidfile=", 8) == 0)
+		o->pidfile = opt + 8;
+	else if (strncmp(opt, "metrics=", 8) == 0)
+		o->metrics_file = opt + 8;
+	else if (strncmp(opt, "metrics_interval=", 17) == 0)
+		return parse_uint(opt, opt + 17, 86400,
+				  &o->metrics_interval_s);
+	else if (strcmp(opt, "nonempty") == 0)
+		o->nonempty = 1;
+	else if (strcmp(opt, "supervise") == 0)
+		o->supervise = 1;
+	else if (strncmp(opt, "supervised=", 11) == 0)
+		return parse_supervised(o, opt + 11);
+	else
+		return 1;
+	return 0;
+}
+
 /* Takes our own options out of a -o list; the rest goes to FUSE. */
 static int parse_o(struct fs_options *o, char *list, char **fuse_opts)
 {
@@ -109,7 +151,10 @@ static int parse_o(struct fs_options *o, char *list, char **fuse_opts)
 			o->insecure = 1;
 		} else if (strcmp(opt, "http_debug") == 0) {
 			o->http_debug = 1;
+		} else if ((r = parse_service_opt(o, opt)) <= 0) {
+			continue;
 		} else {
+			r = 0;
 			size_t have = *fuse_opts ? strlen(*fuse_opts) : 0;
 			char *p = realloc(*fuse_opts, have + strlen(opt) + 2);
 
@@ -124,13 +169,61 @@ static int parse_o(struct fs_options *o, char *list, char **fuse_opts)
 	return r;
 }
 
+/* A copy of @argv, for the supervisor to hand on; NULL-terminated. */
+static char **mount_dup_args(int argc, char **argv)
+{
+	char **args = calloc((size_t)argc + 1, sizeof(*args));
+
+	for (int i = 0; args && i < argc; i++) {
+		args[i] = strdup(argv[i]);
+		if (!args[i]) {
+			mount_free_args(args);
+			return NULL;
+		}
+	}
+	return args;
+}
+
+/* Several SOURCE MOUNTPOINT pairs for one daemon: the sources and then
+ * the mountpoints in one array, which the caller frees (o->sources). */
+static int mount_pairs(struct fs_options *o, char **pos, int n)
+{
+	const char **a = calloc(2 * (size_t)n, sizeof(*a));
+
+	if (!a) {
+		imgtool_error("out of memory");
+		return 1;
+	}
+	for (int i = 0; i < n; i++) {
+		a[i] = pos[2 * i];
+		a[n + i] = pos[2 * i + 1];
+	}
+	o->n_mounts = (unsigned int)n;
+	o->sources = a;
+	o->mountpoints = a + n;
+	return 0;
+}
+
 int imgtool_mount(int argc, char **argv)
 {
-	struct fs_options o = { 0 };
+	struct fs_options o;
 	char *fuse_opts = NULL;
-	int c, r;
+	char **args, **pairs = NULL;
+	int c, n, rc = 0;
 
-	while ((c = getopt(argc, argv, "fdo:")) != -1) {
+	/* getopt() and strtok_r() change what they parse: they get a copy,
+	 * so that the supervisor hands on the arguments as they were given
+	 * and ps shows them so. */
+	args = mount_dup_args(argc, argv);
+	if (!args) {
+		imgtool_error("out of memory");
+		return 1;
+	}
+	fs_options_init(&o);
+	o.argc = argc - 1;
+	o.argv = argv + 1;
+
+	while (rc == 0 && (c = getopt(argc, args, "fdo:")) != -1) {
 		switch (c) {
 		case 'f':
 			o.foreground = 1;
@@ -140,25 +233,35 @@ int imgtool_mount(int argc, char **argv)
 			break;
 		case 'o':
 			if (parse_o(&o, optarg, &fuse_opts) < 0)
-				return 1;
+				rc = 1;
 			break;
 		default:
-			return 2;
+			rc = 2;
 		}
 	}
-	if (argc - optind != 2) {
+	n = (argc - optind) / 2;
+	if (rc == 0 && (argc - optind < 2 || (argc - optind) % 2)) {
 		imgtool_error("usage: imgtool mount [-f] [-d] [-o OPTIONS] "
-			      "SOURCE MOUNTPOINT\n"
+			      "SOURCE MOUNTPOINT [SOURCE MOUNTPOINT]...\n"
 			      "  SOURCE: oci:DIR[:TAG], docker://HOST[:PORT]/REPO[:TAG|@DIGEST],\n"
 			      "          http(s)://HOST/PATH[:TAG] (a served OCI layout)");
-		return 2;
+		rc = 2;
 	}
-	o.source = argv[optind];
-	o.mountpoint = argv[optind + 1];
-	o.fuse_opts = fuse_opts;
-	r = fs_run(&o);
+	if (rc == 0 && n > 1) {
+		rc = mount_pairs(&o, args + optind, n);
+		pairs = (char **)o.sources;
+	}
+	if (rc == 0) {
+		o.source = args[optind];
+		o.mountpoint = args[optind + 1];
+		o.fuse_opts = fuse_opts;
+		rc = fs_run(&o) < 0 ? 1 : 0;
+	}
+
+	free(pairs);
 	free(fuse_opts);
-	return r < 0 ? 1 : 0;
+	mount_free_args(args);
+	return rc;
 }
 
 int imgtool_status(int argc, char **argv)

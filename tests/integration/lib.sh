@@ -137,6 +137,16 @@ synthetic_image() {
 	"$IMGTOOL" build -q "oci:$d/oci:latest" "oci:$d/out:latest"
 }
 
+# sharing_image DIR: after synthetic_image DIR, a second image in
+# DIR/outB made of the first and the last of its layers, so that the two
+# share chunks.
+sharing_image() {
+	local d=$1
+	python3 "$TESTS/mkoci.py" "$d/ociB" "$d/layers/l1.tar.gz" \
+		"$d/layers/l3.tar" >/dev/null
+	"$IMGTOOL" build -q "oci:$d/ociB:latest" "oci:$d/outB:latest"
+}
+
 # umoci_unpack LAYOUT_DIR DEST: the oracle's view of an image.  umoci
 # 0.4.7 reads gzip and plain layers only, so skopeo recompresses first.
 umoci_unpack() {
@@ -147,4 +157,16 @@ umoci_unpack() {
 	umoci raw unpack --image "$gz:latest" "$dest" >/dev/null 2>&1 ||
 		fail "umoci cannot unpack $src"
 	rm -rf "$gz"
+}
+
+# private_mount_ns: runs this test again, from the start, in a mount
+# namespace of its own, so that what it mounts over system paths
+# (/usr/local/bin, /dev) is seen by it alone and goes away with it.
+# Call right after need_fuse, before anything is started.
+private_mount_ns() {
+	[ -n "${IMGFS_IN_NS:-}" ] && return 0
+	need_cmd unshare
+	rm -rf "$WORK"
+	trap - EXIT
+	IMGFS_IN_NS=1 exec unshare -m --propagation private bash "$0" "$@"
 }
