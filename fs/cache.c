@@ -508,6 +508,35 @@ int fs_cache_chunk_fd(struct fs_ctx *ctx, struct fs_worker *worker,
 	return r < 0 ? r : 0;
 }
 
+void fs_cache_hint(struct fs_ctx *ctx, uint32_t layer, uint32_t chunk_no,
+		   int fd)
+{
+	struct fs_cache *cache = &ctx->cache;
+	char name[CACHE_NAME_SIZE];
+	struct index_chunk chunk;
+	int own = -1;
+
+	if (chunk_no >= index_reader_chunk_count(ctx->layers[layer].reader))
+		return;
+	if (fd < 0) {
+		/* Only a file this process has checked: a hint must never
+		 * start a fetch or a verification. */
+		if (!cache_verified(cache, layer, chunk_no))
+			return;
+		index_reader_chunk(ctx->layers[layer].reader, chunk_no,
+				   &chunk);
+		cache_name(chunk.sha256, name);
+		own = openat(cache->chunks_fd, name, O_RDONLY | O_CLOEXEC);
+		if (own < 0)
+			return;
+		fd = own;
+	}
+	/* Advice only: a failure costs speed, never bytes. */
+	(void)posix_fadvise(fd, 0, 0, POSIX_FADV_WILLNEED);
+	if (own >= 0)
+		close(own);
+}
+
 /* ---- opening the cache ---- */
 
 /* mkdir -p: makes @path and its missing parents. */

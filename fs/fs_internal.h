@@ -491,6 +491,21 @@ int fs_cache_chunk_fd(struct fs_ctx *ctx, struct fs_worker *worker,
 		      uint32_t layer, uint32_t chunk_no, uint32_t last_wanted,
 		      int *ret_fd);
 
+/*
+ * Starts reading chunk @chunk_no's cache file into the page cache in the
+ * background (POSIX_FADV_WILLNEED), from @fd when it is >= 0 (borrowed),
+ * else from a descriptor of its own, and only when this process has
+ * already verified that file; a missing, unverified or out-of-range chunk
+ * is left alone.  Fetches nothing and never fails.
+ *
+ * Why: every read opens the chunk's file anew (invariant 6 in cache.c), so
+ * the kernel's readahead state never survives from one 128 KiB FUSE read
+ * to the next, and a cold sequential read would wait for the disk once
+ * per request.
+ */
+void fs_cache_hint(struct fs_ctx *ctx, uint32_t layer, uint32_t chunk_no,
+		   int fd);
+
 /* ---- the read path (read.c) ---- */
 
 /* Answers a FUSE read of inode @ino (exactly one reply). */

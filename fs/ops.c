@@ -115,6 +115,12 @@ static void ops_init(void *userdata, struct fuse_conn_info *conn)
 	/* Nothing changes under the mount, so cached pages never need to
 	 * be dropped because an mtime moved. */
 	conn->want &= ~FUSE_CAP_AUTO_INVAL_DATA;
+	/* libfuse turns on the kernel's adaptive mode, which sends plain
+	 * READDIR after a directory's first buffer and then one LOOKUP per
+	 * name a stat() touches (find -printf %s over 10 directories of
+	 * 1000 files: 7980 LOOKUPs).  Attributes cost the same here in
+	 * either reply, so always answer with them. */
+	conn->want &= ~FUSE_CAP_READDIRPLUS_AUTO;
 	/* libfuse starts at the kernel's offer, which is also the most the
 	 * kernel accepts: keep it. */
 	fs_debug("init: capable 0x%x want 0x%x max_readahead %u",

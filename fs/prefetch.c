@@ -372,22 +372,30 @@ static void prefetch_one(struct fs_ctx *ctx, struct fs_worker *worker,
 	const struct index_profile_entry *e = &pf->plan[i];
 	uint64_t before = atomic_load_explicit(&ctx->stats.blob_bytes_read,
 					       memory_order_relaxed);
-	struct index_chunk c;
+	uint32_t last = e->chunk + run - 1;
+	uint32_t want = prefetch_last_wanted(ctx, i, run);
 	int fd, r;
 
 	while (i >= pf->n_profile && !fill_may_go(pf, me) &&
 	       !atomic_load(&pf->stop))
 		usleep(PREFETCH_YIELD_US);
-	r = fs_cache_chunk_fd(ctx, worker, e->layer, e->chunk,
-			      prefetch_last_wanted(ctx, i, run), &fd);
-	if (r >= 0)
-		close(fd);
-	index_reader_chunk(ctx->layers[e->layer].reader, e->chunk, &c);
-	atomic_fetch_add_explicit(i < pf->n_profile ? &pf->profile_done :
-						      &pf->fill_done, run,
-				  memory_order_relaxed);
-	if (r < 0)
-		atomic_fetch_add_explicit(&pf->failed, 1, memory_order_relaxed);
+	/* One call brings in only the first chunk from a local layout, and
+	 * from a server a span that may end early (size cap, a stripe held
+	 * elsewhere): ask for each chunk of the run; those the first call
+	 * stored are cache hits. */
+	for (uint32_t c = e->chunk; c <= last && !atomic_load(&pf->stop);
+	     c++) {
+		r = fs_cache_chunk_fd(ctx, worker, e->layer, c, want, &fd);
+		if (r >= 0)
+			close(fd);
+		else
+			atomic_fetch_add_explicit(&pf->failed, 1,
+						  memory_order_relaxed);
+		atomic_fetch_add_explicit(i + (c - e->chunk) < pf->n_profile ?
+						  &pf->profile_done :
+						  &pf->fill_done,
+					  1, memory_order_relaxed);
+	}
 	if (i >= pf->n_profile)
 		prefetch_pace(ctx, atomic_load_explicit(&ctx->stats.blob_bytes_read,
 							memory_order_relaxed) -

@@ -172,6 +172,12 @@ static int read_reply_fds(struct fs_ctx *ctx, struct fs_worker *worker,
 				      it.last_chunk, &fd);
 		if (r < 0)
 			break;
+		/* A read that enters a chunk at its start is most likely
+		 * sequential: bring in this chunk and the next one ahead. */
+		if (p.in_chunk == 0) {
+			fs_cache_hint(ctx, layer, p.chunk_no, fd);
+			fs_cache_hint(ctx, layer, p.chunk_no + 1, -1);
+		}
 		bv->buf[k] = (struct fuse_buf){
 			.size = p.len,
 			.flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK,

@@ -10,6 +10,8 @@ PACKAGES=(
 	debootstrap skopeo umoci python3 tar gzip attr xxd
 	docker-registry nginx-light apache2-utils python3-cryptography curl jq
 	openssl casync gnuplot-nox
+	squashfuse squashfs-tools erofs-utils util-linux
+	dpkg-dev autoconf automake libtool libfuse-dev uuid-dev liblz4-dev
 )
 
 here=$(cd "$(dirname "$0")/.." && pwd)
