@@ -10,6 +10,7 @@ PACKAGES=(
 	debootstrap skopeo umoci python3 tar gzip attr xxd
 	docker-registry nginx-light apache2-utils python3-cryptography curl jq
 	openssl
+	clang libclang-rt-14-dev
 )
 
 here=$(cd "$(dirname "$0")/.." && pwd)
