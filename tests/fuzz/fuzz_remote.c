@@ -35,8 +35,10 @@ static bool feed(struct xfer *x, struct fuzz_input *in, bool *ret_aborted)
 	uint8_t kind, *buf;
 	size_t n, done;
 
-	if (in->end - in->p < 2)
+	if (in->end - in->p < 2) {
+		in->p = in->end; /* a stray last byte ends the input */
 		return false;
+	}
 	kind = in->p[0];
 	n = in->p[1];
 	in->p += 2;
@@ -96,13 +98,15 @@ static enum outcome try_once(struct xfer *x, struct fuzz_input *in,
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct fs_remote rm = { .stall_ms = 10000 };
-	struct fuzz_input in = { data + 5, data + size };
+	struct fuzz_input in;
 	struct xfer x = { .rm = &rm, .url = "http://fuzz/blob" };
 	enum outcome out = OUT_RETRY;
 	uint8_t flags;
 
 	if (size < 5)
 		return 0;
+	in.p = data + 5;
+	in.end = data + size;
 	flags = data[0];
 	x.is_range = flags & FLAG_RANGE;
 	if (x.is_range) {
