@@ -20,10 +20,16 @@ struct builder_progress {
 typedef void (*builder_progress_fn)(void *ctx,
 				    const struct builder_progress *progress);
 
+#define BUILDER_TAR_MAX ((uint64_t)256 << 30)
+
 struct builder_options {
 	int level; /* zstd level, 0: 3 */
 	unsigned int threads; /* compression threads, 0: one per core */
 	const char *tmpdir; /* scratch space, NULL: beside the output */
+	/* Largest tar a layer may decompress to, 0: BUILDER_TAR_MAX.  OCI
+	 * declares no uncompressed size, so this is what stops a small
+	 * layer from filling the scratch disk. */
+	uint64_t max_tar;
 	builder_progress_fn progress; /* may be NULL */
 	void *progress_ctx;
 };

@@ -156,7 +156,7 @@ static int unpack_layer(const char *src, int tar_fd, uint8_t diff_id[32],
 {
 	struct archive_entry *ae;
 	struct archive *a = archive_read_new();
-	uint64_t total = 0;
+	uint64_t total = 0, max_tar = o->max_tar ? o->max_tar : BUILDER_TAR_MAX;
 	EVP_MD_CTX *sha = EVP_MD_CTX_new();
 	static __thread uint8_t buf[1 << 20];
 	unsigned int dlen;
@@ -191,6 +191,12 @@ static int unpack_layer(const char *src, int tar_fd, uint8_t diff_id[32],
 					  "cannot decompress layer '%s' at byte %ju: %s",
 					  src, (uintmax_t)total,
 					  archive_error_string(a));
+			goto out;
+		}
+		if ((uint64_t)n > max_tar - total) {
+			ret = builder_err(err, err_size, -EFBIG,
+					  "layer '%s' decompresses to more than %ju bytes",
+					  src, (uintmax_t)max_tar);
 			goto out;
 		}
 		EVP_DigestUpdate(sha, buf, (size_t)n);

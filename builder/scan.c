@@ -165,6 +165,36 @@ static int collect_xattrs(struct scan *s, struct archive_entry *ae,
 }
 
 /*
+ * Appends the data block at logical offset @off of a sparse file of
+ * @size bytes to its segments, merging it with the previous one when they
+ * touch.  The sparse map is the tar's word: libarchive hands its blocks
+ * over as the map says, even past the file's size or backwards, which the
+ * index may not hold (the reader refuses it).
+ */
+static int sparse_add(struct scan *s, uint64_t size, la_int64_t off,
+		      size_t len)
+{
+	struct index_sparse *seg = s->n_sparse ?
+					   &s->sparse[s->n_sparse - 1] : NULL;
+	uint64_t end = seg ? seg->offset + seg->length : 0;
+	int err;
+
+	if (off < 0 || (uint64_t)off < end || len > size ||
+	    (uint64_t)off > size - len)
+		return -EBADMSG;
+	if (seg && end == (uint64_t)off) {
+		seg->length += len;
+		return 0;
+	}
+	err = grow((void **)&s->sparse, &s->cap_sparse, s->n_sparse + 1,
+		   sizeof(*s->sparse));
+	if (err < 0)
+		return err;
+	s->sparse[s->n_sparse++] = (struct index_sparse){ (uint64_t)off, len };
+	return 0;
+}
+
+/*
  * Reads the entry's data blocks to find where its bytes sit in the tar.
  * Sets e->data_off and, for a sparse file, the segments in s->sparse.
  */
@@ -193,18 +223,10 @@ static int locate_data(struct scan *s, struct archive *a,
 			return -EBADMSG;
 		next = (uint64_t)(p - base) + len;
 		if (sparse) {
-			struct index_sparse *seg;
-			int err = grow((void **)&s->sparse, &s->cap_sparse,
-				       s->n_sparse + 1, sizeof(*s->sparse));
+			int err = sparse_add(s, e->size, off, len);
 
 			if (err < 0)
 				return err;
-			seg = s->n_sparse ? &s->sparse[s->n_sparse - 1] : NULL;
-			if (seg && seg->offset + seg->length == (uint64_t)off)
-				seg->length += len;
-			else
-				s->sparse[s->n_sparse++] =
-					(struct index_sparse){ (uint64_t)off, len };
 		} else if ((uint64_t)off != stored) {
 			return -EBADMSG;
 		}
@@ -355,6 +377,9 @@ static int scan_entry(struct scan *s, struct archive *a,
 	s->n_sparse = 0;
 	sparse = e.kind == INDEX_KIND_FILE && archive_entry_sparse_count(ae) > 0;
 	if (e.kind == INDEX_KIND_FILE) {
+		*what = "negative file size";
+		if (archive_entry_size(ae) < 0)
+			return -EBADMSG;
 		e.size = (uint64_t)archive_entry_size(ae);
 		*what = "cannot locate the entry's data in the tar";
 		err = locate_data(s, a, &e, sparse, &stored);

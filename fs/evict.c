@@ -278,7 +278,10 @@ static uint64_t evict_remove(struct fs_ctx *ctx, struct evict_file *files,
 	char name[3 + 64 + 1], hex[65];
 	uint64_t removed = 0;
 
-	qsort(files, n, sizeof(*files), file_cmp);
+	/* @files is NULL when the walk found nothing, and qsort() may not
+	 * be given NULL even for no elements. */
+	if (n > 1)
+		qsort(files, n, sizeof(*files), file_cmp);
 	for (size_t i = 0; i < n && total > goal; i++) {
 		pthread_mutex_t *lock = fs_cache_stripe(&ctx->cache,
 							files[i].sha256);

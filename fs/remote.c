@@ -44,6 +44,7 @@
 #define BACKOFF_MAX_MS 2000
 #define CONNECT_TIMEOUT_MS 10000
 #define AUTH_TRIES 2
+#define RETRY_AFTER_MAX_S 86400 /* longer than any deadline */
 
 #define ACCEPT_MANIFESTS                                                  \
 	"Accept: application/vnd.oci.image.index.v1+json, "                 \
@@ -359,15 +360,18 @@ static CURL *thread_handle(struct fs_remote *rm)
 
 /* ---- one request ---- */
 
+/* libcurl hands over a header line of @n bytes with no NUL after it, so
+ * nothing here may read past @n. */
 static bool header_is(const char *line, size_t n, const char *name,
 		      const char **ret_value)
 {
+	const char *end = line + n;
 	size_t k = strlen(name);
 
 	if (n <= k || strncasecmp(line, name, k) != 0 || line[k] != ':')
 		return false;
 	line += k + 1;
-	while (*line == ' ' || *line == '\t')
+	while (line < end && (*line == ' ' || *line == '\t'))
 		line++;
 	*ret_value = line;
 	return true;
@@ -387,6 +391,18 @@ static void header_copy(const char *v, const char *end, char *out,
 	out[n] = '\0';
 }
 
+/*
+ * Seconds of a Retry-After value, capped: the deadline ends any wait
+ * sooner, but xfer_run() adds the wait to the clock, and a value near
+ * LONG_MAX seconds wrapped that sum into a sleep of centuries.
+ */
+static long retry_after_parse(const char *digits)
+{
+	long s = strtol(digits, NULL, 10);
+
+	return s < RETRY_AFTER_MAX_S ? s : RETRY_AFTER_MAX_S;
+}
+
 static size_t on_header(char *line, size_t size, size_t nmemb, void *arg)
 {
 	struct xfer *x = arg;
@@ -398,7 +414,10 @@ static size_t on_header(char *line, size_t size, size_t nmemb, void *arg)
 		/* A new answer (the previous one was a redirect or 100). */
 		const char *sp = memchr(line, ' ', n);
 
-		x->status = sp ? strtol(sp + 1, NULL, 10) : 0;
+		/* strtol() needs a terminated copy of the status code. */
+		if (sp)
+			header_copy(sp + 1, end, buf, sizeof(buf));
+		x->status = sp ? strtol(buf, NULL, 10) : 0;
 		x->body_started = false;
 		x->has_content_range = false;
 		x->retry_after_s = -1;
@@ -415,7 +434,7 @@ static size_t on_header(char *line, size_t size, size_t nmemb, void *arg)
 	} else if (header_is(line, n, "Retry-After", &v)) {
 		header_copy(v, end, buf, sizeof(buf));
 		if (isdigit((unsigned char)buf[0]))
-			x->retry_after_s = strtol(buf, NULL, 10);
+			x->retry_after_s = retry_after_parse(buf);
 	} else if (header_is(line, n, "WWW-Authenticate", &v)) {
 		header_copy(v, end, x->www_auth, sizeof(x->www_auth));
 	}
@@ -505,6 +524,19 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *arg)
 		return 0;
 	}
 	return n;
+}
+
+/* Forgets the previous try's answer; a range read keeps what arrived, so
+ * the next try asks for the rest. */
+static void xfer_try_reset(struct xfer *x)
+{
+	x->status = 0;
+	x->body_started = false;
+	x->fatal = NULL;
+	x->stalled = false;
+	x->last_byte_ms = now_ms();
+	if (!x->is_range)
+		x->doc_len = 0;
 }
 
 /* What to do after one try. */
@@ -681,13 +713,7 @@ static int xfer_run(struct fs_remote *rm, struct xfer *x, char *err,
 		now = now_ms();
 		hdrs = xfer_setup(rm, h, x, auth, deadline > now ?
 						     deadline - now : 1);
-		x->status = 0;
-		x->body_started = false;
-		x->fatal = NULL;
-		x->stalled = false;
-		x->last_byte_ms = now_ms();
-		if (!x->is_range)
-			x->doc_len = 0;
+		xfer_try_reset(x);
 		stat_add(rm, requests, 1);
 		if (tries++)
 			stat_add(rm, retries, 1);

@@ -34,8 +34,11 @@
 	(INDEX_SKIPPABLE_HEADER_SIZE + INDEX_LOCATOR_PAYLOAD_SIZE)
 #define INDEX_SEEKTABLE_FOOTER_SIZE 9
 #define INDEX_SEEKTABLE_ENTRY_SIZE 8
-/* The seek table format caps the frame count (zstd's seekable format). */
-#define INDEX_SEEKTABLE_MAX_FRAMES 0x8000000u
+/* Most frames a blob may have.  zstd's seekable format allows 2^27; ours
+ * stops at 2^23 (a 64 MiB seek table, and an index of at least 512 MiB
+ * for the chunks), so that a blob's tail cannot make a reader allocate
+ * more than that to find its locator. */
+#define INDEX_SEEKTABLE_MAX_FRAMES (1u << 23)
 
 /* Manifest annotations on a layer descriptor. */
 #define INDEX_ANNOTATION_OFFSET "org.imgfs.index.offset"

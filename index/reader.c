@@ -248,8 +248,14 @@ static bool file_chunks_ok(const struct index_reader *r,
 	       last.tar_off + last.tar_len >= e->data_off + stored;
 }
 
+/*
+ * @next_sparse is the first sparse record no earlier file used: each
+ * sparse file's segments must start there, as the writer puts them.
+ * Segments shared by many entries would make validation (and every
+ * read) cost entries times segments, quadratic in the index's size.
+ */
 static int validate_entry(struct index_reader *r, uint32_t i,
-			  const char **what)
+			  uint32_t *next_sparse, const char **what)
 {
 	const uint8_t *d = r->entries + (uint64_t)i * 96;
 	struct index_entry e;
@@ -300,6 +306,11 @@ static int validate_entry(struct index_reader *r, uint32_t i,
 		*what = "sparse segments on a file not marked sparse";
 		return -EBADMSG;
 	}
+	if (e.sparse_count && e.sparse_first != *next_sparse) {
+		*what = "sparse segments shared or out of entry order";
+		return -EBADMSG;
+	}
+	*next_sparse += e.sparse_count;
 	if ((e.flags & INDEX_ENTRY_SPARSE) &&
 	    sparse_stored(r, e.sparse_first, e.sparse_count, e.size,
 			  &stored) < 0) {
@@ -341,8 +352,8 @@ int index_reader_open(const void *data, size_t size,
 	err = validate_xattrs(r, &what);
 	if (err < 0)
 		goto err_free;
-	for (uint32_t i = 0; i < r->entry_count; i++) {
-		err = validate_entry(r, i, &what);
+	for (uint32_t i = 0, next_sparse = 0; i < r->entry_count; i++) {
+		err = validate_entry(r, i, &next_sparse, &what);
 		if (err < 0)
 			goto err_free;
 	}

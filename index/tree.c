@@ -571,7 +571,11 @@ static int freeze_dir(struct builder *b, struct index_tree *t, uint32_t node,
 			(struct tree_dirent){ b->nodes[c].name, c };
 		count++;
 	}
-	qsort(t->dirents + first, count, sizeof(*t->dirents), dirent_cmp);
+	/* t->dirents is still NULL while every directory so far is empty,
+	 * and NULL + 0 is undefined behaviour. */
+	if (count > 1)
+		qsort(t->dirents + first, count, sizeof(*t->dirents),
+		      dirent_cmp);
 	t->inodes[dir_ino].child_first = first;
 	t->inodes[dir_ino].child_count = count;
 

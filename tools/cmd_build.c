@@ -4,6 +4,7 @@
  * terminal and a summary at the end.
  */
 #include <getopt.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -48,10 +49,11 @@ int imgtool_build(int argc, char **argv)
 {
 	struct builder_options opts = { 0 };
 	struct builder_stats stats;
-	char err[1024] = "";
+	char err[1024] = "", *end;
+	unsigned long long mib;
 	int c, r, quiet = 0;
 
-	while ((c = getopt(argc, argv, "l:j:t:q")) != -1) {
+	while ((c = getopt(argc, argv, "l:j:t:m:q")) != -1) {
 		switch (c) {
 		case 'l':
 			opts.level = atoi(optarg);
@@ -62,6 +64,14 @@ int imgtool_build(int argc, char **argv)
 		case 't':
 			opts.tmpdir = optarg;
 			break;
+		case 'm':
+			mib = strtoull(optarg, &end, 10);
+			if (*end || mib == 0 || mib > (UINT64_MAX >> 20)) {
+				imgtool_error("-m: a size in MiB, at least 1");
+				return 2;
+			}
+			opts.max_tar = mib << 20;
+			break;
 		case 'q':
 			quiet = 1;
 			break;
@@ -71,7 +81,8 @@ int imgtool_build(int argc, char **argv)
 	}
 	if (argc - optind != 2) {
 		imgtool_error("usage: imgtool build [-l LEVEL] [-j THREADS] "
-			      "[-t TMPDIR] [-q] SRC oci:DIR[:TAG]");
+			      "[-t TMPDIR] [-m MAX_LAYER_MIB] [-q] SRC "
+			      "oci:DIR[:TAG]");
 		return 2;
 	}
 	if (!quiet && isatty(STDERR_FILENO))

@@ -14,7 +14,7 @@ static const char usage[] =
 	"usage: imgtool VERB [ARGS]\n"
 	"\n"
 	"verbs:\n"
-	"  build [-l LEVEL] [-j THREADS] SRC DST\n"
+	"  build [-l LEVEL] [-j THREADS] [-m MAX_LAYER_MIB] SRC DST\n"
 	"        convert an image (oci:DIR[:TAG] or docker-archive:FILE)\n"
 	"        into seekable zstd layers with an index, as oci:DIR[:TAG]\n"
 	"  index show BLOB|oci:DIR[:TAG]\n"

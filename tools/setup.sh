@@ -12,6 +12,7 @@ PACKAGES=(
 	openssl casync gnuplot-nox
 	squashfuse squashfs-tools erofs-utils util-linux
 	dpkg-dev autoconf automake libtool libfuse-dev uuid-dev liblz4-dev
+	clang libclang-rt-14-dev
 )
 
 here=$(cd "$(dirname "$0")/.." && pwd)

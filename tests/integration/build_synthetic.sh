@@ -58,6 +58,19 @@ a, b = layers(sys.argv[1], "latest"), layers(sys.argv[2], "v1")
 assert a == b, (a, b)
 PY
 
+say "a layer that decompresses past -m is refused, others build"
+"$IMGTOOL" build -q -m 16 "oci:$WORK/oci:latest" "oci:$WORK/capped" ||
+	fail "-m 16 refused layers of at most 8 MiB"
+# 64 MiB of zeros: about 2 KiB of zstd.
+head -c $((64 << 20)) /dev/zero | zstd -q -19 >"$WORK/bomb.tar.zst"
+python3 "$TESTS/mkoci.py" "$WORK/bomb-oci" "$WORK/bomb.tar.zst" >/dev/null
+if "$IMGTOOL" build -q -m 16 "oci:$WORK/bomb-oci" "oci:$WORK/bomb" \
+	2>"$WORK/bomb.err"; then
+	fail "built a layer that decompresses to 64 MiB under -m 16"
+fi
+grep -q "decompresses to more than 16777216 bytes" "$WORK/bomb.err" ||
+	fail "unclear error: $(cat "$WORK/bomb.err")"
+
 say "a layer whose DiffID does not match the config is refused"
 python3 - "$WORK/oci" <<'PY'
 import json, sys, hashlib, os

@@ -59,6 +59,50 @@ unmount_fg "$WORK/mnt"
 grep -q "err.*chunk" "$WORK/daemon.log" || fail "daemon did not log the failed chunk"
 cp "$WORK/good-blob" "$blob"
 
+say "a frame that decompresses past the chunk's size is refused"
+# The chunk's frame, same length, rewritten as a bomb: its header declares
+# the index's size but its blocks repeat bytes far beyond it.
+python3 - "$blob" "$off" <<'PY'
+import struct, sys
+blob, first = sys.argv[1], int(sys.argv[2])
+data = bytearray(open(blob, "rb").read())
+n = struct.unpack("<I", data[-9:-5])[0]
+st = len(data) - 9 - 8 * n
+ent = lambda i: struct.unpack("<II", data[st + 8 * i:st + 8 * i + 8])
+pos = sum(ent(i)[0] for i in range(first))
+blen, tlen = ent(first)
+def block(kind, size, payload, last=0):
+    return struct.pack("<I", size << 3 | kind << 1 | last)[:3] + payload
+rle = min(tlen, 1 << 17)
+tail = b"".join(block(1, rle, b"A", i == tlen // rle + 1)
+                for i in range(tlen // rle + 2))
+frame = b"\x28\xb5\x2f\xfd\xe0" + struct.pack("<Q", tlen)
+pad = blen - len(frame) - len(tail)
+while pad > 0:
+    k = min(pad - 3, 1 << 17)
+    frame += block(0, k, bytes(k))
+    pad -= 3 + k
+assert pad == 0, "frame too small for the bomb"
+frame += tail
+data[pos:pos + blen] = frame
+open(blob, "wb").write(data)
+PY
+if "$IMGTOOL" index verify "oci:$WORK/out" 2>"$WORK/verify.err"; then
+	fail "verify passed a bomb frame"
+fi
+grep -q "chunk $off " "$WORK/verify.err" || fail "verify: $(cat "$WORK/verify.err")"
+mount_fg "oci:$WORK/out" "$WORK/mnt" -o "cache=$WORK/cache-bomb"
+if cat "$WORK/mnt/usr/lib/libbig.so" >/dev/null 2>"$WORK/cat.err"; then
+	fail "bomb chunk was served"
+fi
+grep -q "Input/output error" "$WORK/cat.err" || fail "not EIO: $(cat "$WORK/cat.err")"
+cmp -s "$WORK/mnt/usr/bin/su" <(tar -xOf "$WORK/layers/l1.tar" usr/bin/su) ||
+	fail "other file content wrong"
+unmount_fg "$WORK/mnt"
+grep -q "err.*chunk $off .*Destination buffer is too small" "$WORK/daemon.log" ||
+	fail "daemon did not log the refused frame: $(grep err "$WORK/daemon.log")"
+cp "$WORK/good-blob" "$blob"
+
 say "an index that does not match its digest is refused"
 python3 - "$blob" <<'PY'
 import struct, sys

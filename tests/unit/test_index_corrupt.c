@@ -18,6 +18,7 @@ static void build(void)
 	struct index_writer *w;
 	struct index_entry e = { 0 };
 	struct index_xattr x = { "user.a", 6, (const uint8_t *)"v", 1 };
+	struct index_sparse seg = { 100, 200 };
 	void *data;
 
 	CHECK(index_writer_new(&w) == 0);
@@ -29,6 +30,15 @@ static void build(void)
 	e.data_off = 512;
 	e.mode = 0644;
 	CHECK(index_writer_add_entry(w, &e, &x, 1, NULL, 0) == 0);
+	/* Two sparse files of one segment each, for sparse-shared. */
+	e.flags = INDEX_ENTRY_SPARSE;
+	e.name = "a.img";
+	e.name_len = 5;
+	e.data_off = 1536;
+	CHECK(index_writer_add_entry(w, &e, NULL, 0, &seg, 1) == 0);
+	e.name = "b.img";
+	e.data_off = 2048;
+	CHECK(index_writer_add_entry(w, &e, NULL, 0, &seg, 1) == 0);
 	t_chunks(w, 4096, 1024);
 	CHECK(index_writer_finish(w, 4096, &data, &idx_size) == 0);
 	idx = malloc(idx_size);
@@ -118,6 +128,8 @@ static int damage(const char *c)
 		put_le64(idx + HDR_TAR_SIZE, 8192);
 	else if (!strcmp(c, "dir-with-data"))
 		put_le64(entry(0) + ENT_SIZE, 10);
+	else if (!strcmp(c, "sparse-shared"))
+		put_le32(entry(3) + ENT_SPARSE_FIRST, 0); /* a.img's segment */
 	else {
 		fprintf(stderr, "unknown case %s\n", c);
 		exit(T_FAIL);
