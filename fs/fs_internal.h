@@ -226,6 +226,7 @@ struct fs_prefetch {
 
 struct fs_record {
 	bool on; /* -o record=FILE */
+	int fd; /* the file, open from the start; -1 once written */
 	pthread_mutex_t lock; /* guards entries, n, cap */
 	_Atomic uint64_t **seen; /* per layer, a bit per chunk: recorded */
 	struct index_profile_entry *entries;

@@ -40,6 +40,7 @@
  * the record file when the daemon exits.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -425,7 +426,7 @@ static void *prefetch_thread(void *arg)
 			prefetch_one(ctx, worker, me, i, run);
 		} else {
 			if (!atomic_exchange(&pf->plan_logged, true))
-				fs_log(LOG_INFO, "prefetch done: %zu profile "
+				fs_debug("prefetch done: %zu profile "
 				       "and %zu fill chunks, %" PRIu64
 				       " failed", pf->n_profile,
 				       pf->n - pf->n_profile,
@@ -490,7 +491,8 @@ int fs_prefetch_start(struct fs_ctx *ctx)
 		}
 		pf->n_threads++;
 	}
-	fs_log(LOG_INFO, "prefetch: %zu profile chunks, then %zu fill chunks, "
+	/* Still on the terminal when detaching: debug detail only. */
+	fs_debug("prefetch: %zu profile chunks, then %zu fill chunks, "
 	       "read-ahead %s, %u threads", pf->n_profile,
 	       pf->n - pf->n_profile, pf->queued ? "on" : "off",
 	       pf->n_threads);
@@ -542,6 +544,17 @@ int fs_record_open(struct fs_ctx *ctx)
 		return 0;
 	pthread_mutex_init(&rec->lock, NULL);
 	rec->on = true;
+	/* Opened now, so that a path that cannot be written fails the mount
+	 * rather than the recording at its end. */
+	rec->fd = open(ctx->opts->record_file,
+		       O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (rec->fd < 0) {
+		int r = -errno;
+
+		fs_log(LOG_ERR, "cannot write the profile %s: %s",
+		       ctx->opts->record_file, fs_strerror(-r));
+		return r;
+	}
 	rec->seen = calloc(ctx->n_layers ? ctx->n_layers : 1,
 			   sizeof(*rec->seen));
 	if (!rec->seen)
@@ -593,10 +606,16 @@ int fs_record_close(struct fs_ctx *ctx)
 
 	if (!rec->on)
 		return 0;
-	if (rec->seen) {
-		f = fopen(path, "we");
-		if (!f)
+	if (rec->seen && rec->fd >= 0) {
+		f = fdopen(rec->fd, "w");
+		if (!f) {
 			r = -errno;
+			close(rec->fd);
+		}
+		rec->fd = -1;
+	} else if (rec->fd >= 0) {
+		close(rec->fd);
+		rec->fd = -1;
 	}
 	for (size_t i = 0; f && i < rec->n; i++)
 		fprintf(f, "%" PRIu32 " %" PRIu32 "\n", rec->entries[i].layer,

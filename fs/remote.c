@@ -535,6 +535,8 @@ static void xfer_try_reset(struct xfer *x)
 	x->fatal = NULL;
 	x->stalled = false;
 	x->last_byte_ms = now_ms();
+	/* No answer at all must back off too: "no Retry-After", not 0. */
+	x->retry_after_s = -1;
 	if (!x->is_range)
 		x->doc_len = 0;
 }

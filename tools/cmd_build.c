@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include <zstd.h>
+
 #include "builder/builder.h"
 #include "imgtool.h"
 
@@ -56,10 +58,20 @@ int imgtool_build(int argc, char **argv)
 	while ((c = getopt(argc, argv, "l:j:t:m:q")) != -1) {
 		switch (c) {
 		case 'l':
-			opts.level = atoi(optarg);
+			opts.level = (int)strtol(optarg, &end, 10);
+			if (*end || end == optarg || opts.level < 1 ||
+			    opts.level > ZSTD_maxCLevel()) {
+				imgtool_error("-l: a zstd level from 1 to %d",
+					      ZSTD_maxCLevel());
+				return 2;
+			}
 			break;
 		case 'j':
-			opts.threads = (unsigned int)atoi(optarg);
+			opts.threads = (unsigned int)strtoul(optarg, &end, 10);
+			if (*end || end == optarg || opts.threads > 1024) {
+				imgtool_error("-j: a number of threads up to 1024");
+				return 2;
+			}
 			break;
 		case 't':
 			opts.tmpdir = optarg;

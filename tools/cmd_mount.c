@@ -5,6 +5,8 @@
 #include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
+#include <limits.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -186,10 +188,37 @@ static char **mount_dup_args(int argc, char **argv)
 
 /* Several SOURCE MOUNTPOINT pairs for one daemon: the sources and then
  * the mountpoints in one array, which the caller frees (o->sources). */
+/* Two mounts on one mountpoint, or one inside another, would have the
+ * daemon look itself up while it mounts: refused. */
+static bool mount_nested(const char *a, const char *b)
+{
+	char *ra = realpath(a, NULL), *rb = realpath(b, NULL);
+	size_t la = ra ? strlen(ra) : 0, lb = rb ? strlen(rb) : 0;
+	bool nested = ra && rb &&
+		      (strcmp(ra, rb) == 0 ||
+		       (la < lb && strncmp(ra, rb, la) == 0 &&
+			(rb[la] == '/' || la == 1)) ||
+		       (lb < la && strncmp(rb, ra, lb) == 0 &&
+			(ra[lb] == '/' || lb == 1)));
+
+	free(ra);
+	free(rb);
+	return nested;
+}
+
 static int mount_pairs(struct fs_options *o, char **pos, int n)
 {
-	const char **a = calloc(2 * (size_t)n, sizeof(*a));
+	const char **a;
 
+	for (int i = 0; i < n; i++)
+		for (int j = i + 1; j < n; j++)
+			if (mount_nested(pos[2 * i + 1], pos[2 * j + 1])) {
+				imgtool_error("mountpoints '%s' and '%s' are "
+					      "the same or nested",
+					      pos[2 * i + 1], pos[2 * j + 1]);
+				return 1;
+			}
+	a = calloc(2 * (size_t)n, sizeof(*a));
 	if (!a) {
 		imgtool_error("out of memory");
 		return 1;
@@ -201,6 +230,49 @@ static int mount_pairs(struct fs_options *o, char **pos, int n)
 	o->n_mounts = (unsigned int)n;
 	o->sources = a;
 	o->mountpoints = a + n;
+	return 0;
+}
+
+static bool path_relative(const char *p)
+{
+	return p && p[0] != '/';
+}
+
+/*
+ * A supervisor starts its daemons again from the root directory, with
+ * the arguments as given: relative paths there would name other files.
+ * Refused rather than guessed.
+ */
+static int mount_check_absolute(const struct fs_options *o, char **pos,
+				int n)
+{
+	const char *bad = NULL;
+
+	for (int i = 0; i < n && !bad; i++) {
+		const char *p = pos[i];
+
+		if (i % 2 == 0 && strncmp(p, "oci:", 4) == 0)
+			p += 4;
+		else if (i % 2 == 0)
+			continue;
+		if (path_relative(p))
+			bad = pos[i];
+	}
+	if (!bad && path_relative(o->cache_dir))
+		bad = o->cache_dir;
+	if (!bad && path_relative(o->pidfile))
+		bad = o->pidfile;
+	if (!bad && path_relative(o->authfile))
+		bad = o->authfile;
+	if (!bad && path_relative(o->metrics_file))
+		bad = o->metrics_file;
+	if (!bad && path_relative(o->record_file))
+		bad = o->record_file;
+	if (bad) {
+		imgtool_error("-o supervise needs absolute paths, not '%s'",
+			      bad);
+		return 2;
+	}
 	return 0;
 }
 
@@ -251,6 +323,8 @@ int imgtool_mount(int argc, char **argv)
 		rc = mount_pairs(&o, args + optind, n);
 		pairs = (char **)o.sources;
 	}
+	if (rc == 0 && o.supervise)
+		rc = mount_check_absolute(&o, args + optind, argc - optind);
 	if (rc == 0) {
 		o.source = args[optind];
 		o.mountpoint = args[optind + 1];
