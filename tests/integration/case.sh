@@ -77,6 +77,10 @@ for n, line in enumerate(sys.stdin.buffer, 1):
 ' || fail "imgtool index show prints bad JSON"
 
 if ! try_mount_fg "oci:$host/out" "$host/mnt" -o "cache=$host/cache"; then
+	if kill -0 "$DAEMON_PID" 2>/dev/null; then
+		cat "$WORK/daemon.log" >&2
+		fail "the mount did not come up in time (the daemon still runs)"
+	fi
 	rc=0
 	wait "$DAEMON_PID" || rc=$?
 	[ "$rc" != 0 ] || echo "(exited 0 without mounting)" >>"$WORK/daemon.log"

@@ -83,8 +83,19 @@ mount_fg() {
 
 # unmount_fg MOUNTPOINT: unmounts and checks that the daemon exited 0.
 unmount_fg() {
-	local mnt=$1 rc=0
+	local mnt=$1 rc=0 i
 	fusermount3 -u "$mnt" || fail "fusermount3 -u $mnt failed"
+	# The daemon ends when the kernel drops the connection, which a copy
+	# of the mount in another mount namespace (made by unshare while it
+	# was mounted) delays until that namespace goes: bounded, not a hang.
+	for i in $(seq 1 600); do
+		kill -0 "$DAEMON_PID" 2>/dev/null || break
+		sleep 0.1
+	done
+	if kill -0 "$DAEMON_PID" 2>/dev/null; then
+		cat "$WORK/daemon.log" >&2
+		fail "daemon still running 60 s after the unmount of $mnt"
+	fi
 	wait "$DAEMON_PID" || rc=$?
 	[ "$rc" = 0 ] || { cat "$WORK/daemon.log" >&2; fail "daemon exited with $rc"; }
 }
