@@ -248,12 +248,15 @@ start_nginx "$WORK/www"
 
 csv=$outdir/coldstart.csv
 echo "link,image,variant,run,seconds,bytes" >"$csv"
+# Runs go round the variants (run 1 of each, then run 2 of each, ...), so
+# that a change in the machine's load over time falls on every variant
+# alike rather than on the ones that happen to run last.
 for link in $links; do
 	mbit=${link%%:*}
 	rtt=${link##*:}
 	for img in $images; do
-		for v in $variants; do
-			for r in $(seq 1 "$runs"); do
+		for r in $(seq 1 "$runs"); do
+			for v in $variants; do
 				say "$mbit Mbit/s ${rtt} ms: $img $v, run $r"
 				run_one "$v" "$img" "$mbit" "$rtt"
 				echo "${mbit}M/${rtt}ms,$img,$v,$r,$RUN_SECS,$RUN_BYTES" >>"$csv"
