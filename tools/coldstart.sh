@@ -319,7 +319,8 @@ set title "Cold start over an emulated WAN link (median seconds, lower is better
 set style data histograms
 set style histogram clustered gap 1
 set style fill solid 0.8 border -1
-set ylabel "seconds"
+set ylabel "seconds (log scale)"
+set logscale y
 set key outside right
 set xtics rotate by -20
 plot for [i=2:$ncol] "$WORK/plot.dat" using i:xtic(1) title columnheader(i)
