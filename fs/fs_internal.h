@@ -217,7 +217,6 @@ struct fs_prefetch {
 	_Atomic uint64_t fill_done;
 	_Atomic uint64_t failed; /* positions whose chunk could not be had */
 	_Atomic bool stop;
-	_Atomic unsigned int running; /* threads not yet finished */
 	pthread_t *threads;
 	unsigned int n_threads;
 	pthread_mutex_t pace_lock; /* guards pace_us */

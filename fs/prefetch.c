@@ -73,6 +73,29 @@
 #define READ_AHEAD_NEAR 8
 #define URGENT_RUN 4
 
+/*
+ * A bitmap per layer, a bit per chunk, all zero: an array of layer
+ * pointers and the words they point to in one allocation, freed with one
+ * free().  Returned as void * so that plain and _Atomic maps share it.
+ */
+static void *layer_bits_new(const struct fs_ctx *ctx)
+{
+	size_t words = 0, at = 0;
+	uint64_t **map, *base;
+
+	for (uint32_t l = 0; l < ctx->n_layers; l++)
+		words += index_reader_chunk_count(ctx->layers[l].reader) / 64 + 1;
+	map = calloc(1, ctx->n_layers * sizeof(*map) + words * sizeof(**map));
+	if (!map)
+		return NULL;
+	base = (uint64_t *)(map + ctx->n_layers);
+	for (uint32_t l = 0; l < ctx->n_layers; l++) {
+		map[l] = base + at;
+		at += index_reader_chunk_count(ctx->layers[l].reader) / 64 + 1;
+	}
+	return map;
+}
+
 static int plan_add(struct fs_prefetch *pf, uint32_t layer, uint32_t chunk)
 {
 	if (pf->n == pf->cap) {
@@ -97,17 +120,9 @@ static int plan_profile(struct fs_ctx *ctx, struct fs_prefetch *pf)
 	uint32_t bad = 0;
 	int r = 0;
 
-	pf->in_profile = calloc(ctx->n_layers ? ctx->n_layers : 1,
-				sizeof(*pf->in_profile));
+	pf->in_profile = layer_bits_new(ctx);
 	if (!pf->in_profile)
 		return -ENOMEM;
-	for (uint32_t l = 0; l < ctx->n_layers; l++) {
-		uint32_t n = index_reader_chunk_count(ctx->layers[l].reader);
-
-		pf->in_profile[l] = calloc(n / 64 + 1, sizeof(uint64_t));
-		if (!pf->in_profile[l])
-			return -ENOMEM;
-	}
 
 	for (uint32_t i = 0; r >= 0 && i < img->n_profile; i++) {
 		const struct index_profile_entry *e = &img->profile[i];
@@ -440,17 +455,9 @@ static void *prefetch_thread(void *arg)
 static int urgent_setup(struct fs_ctx *ctx, struct fs_prefetch *pf)
 {
 	pf->urgent = calloc(URGENT_MAX, sizeof(*pf->urgent));
-	pf->queued = calloc(ctx->n_layers ? ctx->n_layers : 1,
-			    sizeof(*pf->queued));
+	pf->queued = layer_bits_new(ctx);
 	if (!pf->urgent || !pf->queued)
 		return -ENOMEM;
-	for (uint32_t l = 0; l < ctx->n_layers; l++) {
-		uint32_t n = index_reader_chunk_count(ctx->layers[l].reader);
-
-		pf->queued[l] = calloc(n / 64 + 1, sizeof(uint64_t));
-		if (!pf->queued[l])
-			return -ENOMEM;
-	}
 	return 0;
 }
 
@@ -483,12 +490,9 @@ int fs_prefetch_start(struct fs_ctx *ctx)
 	if (!pf->threads)
 		return -ENOMEM;
 	for (unsigned int t = 0; t < n; t++) {
-		atomic_fetch_add(&pf->running, 1);
 		r = -pthread_create(&pf->threads[t], NULL, prefetch_thread, ctx);
-		if (r < 0) {
-			atomic_fetch_sub(&pf->running, 1);
+		if (r < 0)
 			break;
-		}
 		pf->n_threads++;
 	}
 	/* Still on the terminal when detaching: debug detail only. */
@@ -513,14 +517,10 @@ void fs_prefetch_stop(struct fs_ctx *ctx)
 		pthread_join(pf->threads[t], NULL);
 	free(pf->threads);
 	free(pf->plan);
-	for (uint32_t l = 0; pf->in_profile && l < ctx->n_layers; l++)
-		free(pf->in_profile[l]);
 	free(pf->in_profile);
 	pf->in_profile = NULL;
 	free(pf->layer_base);
 	pf->layer_base = NULL;
-	for (uint32_t l = 0; pf->queued && l < ctx->n_layers; l++)
-		free(pf->queued[l]);
 	free(pf->queued);
 	pf->queued = NULL;
 	free(pf->urgent);
@@ -555,18 +555,8 @@ int fs_record_open(struct fs_ctx *ctx)
 		       ctx->opts->record_file, fs_strerror(-r));
 		return r;
 	}
-	rec->seen = calloc(ctx->n_layers ? ctx->n_layers : 1,
-			   sizeof(*rec->seen));
-	if (!rec->seen)
-		return -ENOMEM;
-	for (uint32_t l = 0; l < ctx->n_layers; l++) {
-		uint32_t n = index_reader_chunk_count(ctx->layers[l].reader);
-
-		rec->seen[l] = calloc(n / 64 + 1, sizeof(uint64_t));
-		if (!rec->seen[l])
-			return -ENOMEM;
-	}
-	return 0;
+	rec->seen = layer_bits_new(ctx);
+	return rec->seen ? 0 : -ENOMEM;
 }
 
 void fs_record_touch(struct fs_ctx *ctx, uint32_t layer, uint32_t chunk)
@@ -627,8 +617,6 @@ int fs_record_close(struct fs_ctx *ctx)
 		       fs_strerror(-r));
 	else if (rec->seen)
 		fs_log(LOG_INFO, "recorded %zu chunks in %s", rec->n, path);
-	for (uint32_t l = 0; rec->seen && l < ctx->n_layers; l++)
-		free(rec->seen[l]);
 	free(rec->seen);
 	free(rec->entries);
 	pthread_mutex_destroy(&rec->lock);
