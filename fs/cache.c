@@ -32,8 +32,8 @@
  *    chunk wait for the first and then find its file: each chunk is
  *    fetched once.  Different chunks in the same stripe also wait; with
  *    256 stripes that is rare and costs time, not correctness.
- * 6. Readers get a fresh descriptor per chunk per request and close it
- *    after the reply: the daemon never holds descriptors per file.
+ * 6. Readers get a held descriptor per chunk per request from the table
+ *    of open cache files (fdcache.c) and give it back after the reply.
  * 7. When the cache cannot be written (disk full, read-only) the chunk is
  *    served from a memfd: verified bytes, no cache entry, a warning.
  */
@@ -464,6 +464,10 @@ int fs_cache_chunk_fd(struct fs_ctx *ctx, struct fs_worker *worker,
 	pthread_mutex_t *lock;
 	int fd, r;
 
+	fd = fs_fdcache_get(ctx, layer, chunk_no);
+	if (fd >= 0)
+		goto hit;
+
 	index_reader_chunk(ctx->layers[layer].reader, chunk_no, &chunk);
 	cache_name(chunk.sha256, name);
 
@@ -471,10 +475,8 @@ int fs_cache_chunk_fd(struct fs_ctx *ctx, struct fs_worker *worker,
 	if (cache_verified(cache, layer, chunk_no)) {
 		fd = openat(cache->chunks_fd, name, O_RDONLY | O_CLOEXEC);
 		if (fd >= 0) {
-			fs_stat_add(ctx, cache_hits, 1);
-			fs_evict_used(ctx, layer, chunk_no);
-			*ret_fd = fd;
-			return 0;
+			fd = fs_fdcache_add(ctx, layer, chunk_no, fd);
+			goto hit;
 		}
 	}
 
@@ -503,9 +505,19 @@ int fs_cache_chunk_fd(struct fs_ctx *ctx, struct fs_worker *worker,
 	}
 	pthread_mutex_unlock(lock);
 
-	if (r >= 0)
-		fs_evict_used(ctx, layer, chunk_no);
-	return r < 0 ? r : 0;
+	if (r < 0)
+		return r;
+	/* Memfds stay out: their chunk has no verified file. */
+	if (cache_verified(cache, layer, chunk_no))
+		*ret_fd = fs_fdcache_add(ctx, layer, chunk_no, *ret_fd);
+	fs_evict_used(ctx, layer, chunk_no);
+	return 0;
+
+hit:
+	fs_stat_add(ctx, cache_hits, 1);
+	fs_evict_used(ctx, layer, chunk_no);
+	*ret_fd = fd;
+	return 0;
 }
 
 void fs_cache_hint(struct fs_ctx *ctx, uint32_t layer, uint32_t chunk_no,
@@ -523,18 +535,22 @@ void fs_cache_hint(struct fs_ctx *ctx, uint32_t layer, uint32_t chunk_no,
 		 * start a fetch or a verification. */
 		if (!cache_verified(cache, layer, chunk_no))
 			return;
-		index_reader_chunk(ctx->layers[layer].reader, chunk_no,
-				   &chunk);
-		cache_name(chunk.sha256, name);
-		own = openat(cache->chunks_fd, name, O_RDONLY | O_CLOEXEC);
-		if (own < 0)
-			return;
+		own = fs_fdcache_get(ctx, layer, chunk_no);
+		if (own < 0) {
+			index_reader_chunk(ctx->layers[layer].reader,
+					   chunk_no, &chunk);
+			cache_name(chunk.sha256, name);
+			own = openat(cache->chunks_fd, name,
+				     O_RDONLY | O_CLOEXEC);
+			if (own < 0)
+				return;
+			own = fs_fdcache_add(ctx, layer, chunk_no, own);
+		}
 		fd = own;
 	}
 	/* Advice only: a failure costs speed, never bytes. */
 	(void)posix_fadvise(fd, 0, 0, POSIX_FADV_WILLNEED);
-	if (own >= 0)
-		close(own);
+	fs_fdcache_put(ctx, layer, chunk_no, own);
 }
 
 /* ---- opening the cache ---- */

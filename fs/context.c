@@ -178,6 +178,8 @@ static int ctx_open_layers(struct fs_ctx *ctx)
 		if (r < 0)
 			return r;
 		ctx->readers[i] = ctx->layers[i].reader;
+		ctx->layers[i].chunk_base = ctx->n_chunks;
+		ctx->n_chunks += index_reader_chunk_count(ctx->readers[i]);
 	}
 	return 0;
 }
@@ -254,6 +256,8 @@ int fs_ctx_open(const struct fs_options *opts, struct fs_ctx **ret_ctx)
 	if (r >= 0)
 		r = fs_evict_open(ctx, opts->cache_max);
 	if (r >= 0)
+		r = fs_fdcache_open(ctx);
+	if (r >= 0)
 		r = fs_record_open(ctx);
 	if (r < 0)
 		goto err_free;
@@ -275,6 +279,7 @@ void fs_ctx_free(struct fs_ctx *ctx)
 	fs_prefetch_stop(ctx);
 	fs_record_close(ctx);
 	fs_evict_close(ctx);
+	fs_fdcache_close(ctx);
 	fs_cache_close(&ctx->cache);
 	index_tree_free(ctx->tree);
 	for (i = 0; ctx->layers && i < ctx->n_layers; i++) {

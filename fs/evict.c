@@ -25,7 +25,8 @@
  *    trylock (a busy stripe means a fetch or check is in progress: the
  *    file is skipped this round), so removal never races a publish or a
  *    first check of the same content (cache.c, invariant 4).
- * 2. A removed file may still be open by a reader: it keeps its bytes
+ * 2. A removed file may still be open by a reader or in the table of
+ *    open cache files (flushed after each round): it keeps its bytes
  *    until closed.  A later open by name fails with ENOENT, which the
  *    read path treats as a miss (cache.c clears the verified bit).
  * 3. used[] and pins[] are per (layer, chunk), updated with relaxed
@@ -321,6 +322,9 @@ static void evict_run(struct fs_ctx *ctx)
 	removed = total > ev->max ? evict_remove(ctx, files, n, total, goal) :
 				    0;
 	free(files);
+	/* Open descriptors would keep the removed files' blocks. */
+	if (removed)
+		fs_fdcache_flush(ctx);
 	atomic_store_explicit(&ev->bytes, total - removed,
 			      memory_order_relaxed);
 	fs_debug("cache %s: %" PRIu64 " bytes, %" PRIu64 " removed, cap %"

@@ -44,6 +44,10 @@
  * holds an unbounded number of descriptors. */
 #define FS_READ_MAX_FDS 64
 
+/* The kernel's read-ahead on a mount, in KiB, when root may set it: four
+ * chunks of a large file (read.c). */
+#define FS_KERNEL_READAHEAD_KB 4096
+
 /* At most this many chunks, and this many blob bytes, in one request. */
 #define FS_SPAN_MAX_CHUNKS 32
 #define FS_SPAN_MAX_BYTES (16u << 20)
@@ -259,6 +263,9 @@ struct fs_layer {
 	struct index_layer_map *map; /* immutable; owned */
 	const struct index_reader *reader; /* immutable; map->reader */
 	int blob_fd; /* immutable; positioned reads only; -1 when remote */
+	/* immutable: chunks of the layers before this one, so that
+	 * chunk_base + chunk numbers every chunk of the image once */
+	size_t chunk_base;
 	_Atomic uint64_t bytes_fetched; /* blob bytes read for chunks */
 	_Atomic uint64_t reads; /* blob reads (requests, when remote) */
 };
@@ -276,6 +283,48 @@ int fs_metrics_start(struct fs_ctx *const *ctxs, unsigned int n,
 /* Stops the thread after a last rewrite and frees @m; NULL is accepted. */
 void fs_metrics_stop(struct fs_metrics *m);
 
+/* ---- open cache files (fdcache.c) ---- */
+
+struct fd_slot;
+
+struct fs_fdcache {
+	size_t cap; /* immutable: slots; 0: the table is off */
+	pthread_mutex_t lock; /* guards everything below */
+	uint32_t *slot_of; /* [chunk key]: slot + 1; 0: not open */
+	struct fd_slot *slots;
+	size_t hand; /* the clock hand */
+	size_t open; /* slots holding a descriptor */
+};
+
+/* Sizes the table from RLIMIT_NOFILE (raising the soft limit to the hard
+ * one) after the layers are open.  -ENOMEM. */
+int fs_fdcache_open(struct fs_ctx *ctx);
+/* Closes every descriptor; no reader may hold one. */
+void fs_fdcache_close(struct fs_ctx *ctx);
+/* A held descriptor of the chunk's verified cache file, or -1. */
+int fs_fdcache_get(struct fs_ctx *ctx, uint32_t layer, uint32_t chunk_no);
+/* Offers @fd (of the chunk's verified cache file; the call takes it) to
+ * the table and returns the descriptor to use, held: @fd or one the table
+ * already had. */
+int fs_fdcache_add(struct fs_ctx *ctx, uint32_t layer, uint32_t chunk_no,
+		   int fd);
+/* Gives back a descriptor from fs_cache_chunk_fd(): releases the hold,
+ * or closes it when the table does not own it. */
+void fs_fdcache_put(struct fs_ctx *ctx, uint32_t layer, uint32_t chunk_no,
+		    int fd);
+/* Closes every idle descriptor and the busy ones at their last put. */
+void fs_fdcache_flush(struct fs_ctx *ctx);
+
+/* Where the last read of an inode ended, for spotting sequential reads
+ * (read.c); slot ino % FS_READ_STREAMS. */
+struct fs_read_stream {
+	_Atomic uint64_t ino;
+	_Atomic uint64_t next;
+};
+#define FS_READ_STREAMS 64
+/* A read this close to where the last one ended continues it. */
+#define FS_READ_STREAM_SLACK (4u << 20)
+
 struct fs_ctx {
 	const struct fs_options *opts; /* immutable; borrowed from caller */
 	struct index_image *image; /* immutable; owned */
@@ -288,15 +337,33 @@ struct fs_ctx {
 	uint64_t file_bytes; /* immutable: sizes of regular files */
 	uint64_t blobs_size; /* immutable: sum of layer blob sizes */
 	uint64_t index_bytes; /* immutable: sum of index sizes */
+	size_t n_chunks; /* immutable: chunks of all layers */
 	struct fs_cache cache; /* see struct fs_cache */
+	struct fs_fdcache fdcache; /* see struct fs_fdcache */
 	struct fs_evict evict; /* see struct fs_evict */
 	struct fs_prefetch prefetch; /* see struct fs_prefetch */
 	struct fs_record record; /* see struct fs_record */
 	const char *mountpoint; /* immutable once mounted; borrowed */
 	/* The FUSE_INIT handler ran: the session is set up (supervise.c). */
 	_Atomic bool init_done;
+	/* Set at INIT: OPEN / OPENDIR are answered ENOSYS (see ops_init). */
+	_Atomic bool no_open;
+	_Atomic bool no_opendir;
+	/* Set at INIT: the largest pipe a spliced reply may use; 0: no
+	 * splicing (see read_splice_fits). */
+	_Atomic size_t splice_max;
+	struct fs_read_stream streams[FS_READ_STREAMS];
+	/* The first read raised the kernel's read-ahead (read.c). */
+	_Atomic bool readahead_tuned;
 	struct fs_stats stats; /* atomic counters */
 };
+
+/* Numbers chunk @chunk_no of @layer among all chunks of the image. */
+static inline size_t fs_ctx_chunk_key(const struct fs_ctx *ctx,
+				      uint32_t layer, uint32_t chunk_no)
+{
+	return ctx->layers[layer].chunk_base + chunk_no;
+}
 
 /*
  * context.c: opens the image named by @opts, maps every layer's index,
@@ -316,6 +383,11 @@ void fs_ctx_free(struct fs_ctx *ctx);
  * -ENOENT, -ENOTDIR, -EBUSY, -ENOTCONN, -ENOTEMPTY or another -errno;
  * else 0 with the absolute path in *ret_path (the caller frees it). */
 int fs_mountpoint_check(const char *path, bool nonempty, char **ret_path);
+
+/* The device number of the FUSE mount on top at absolute @path, from
+ * /proc/self/mountinfo.  -ENOENT when there is none. */
+int fs_mountpoint_dev(const char *path, unsigned int *ret_major,
+		      unsigned int *ret_minor);
 
 /* A pipe (both ends close-on-exec) and a fork: *ret_pid is 0 in the
  * child, the child's pid in the parent; both hold both ends.  -errno,
@@ -382,6 +454,8 @@ struct fs_buf {
  * the buffer they were given belongs to the ring; both return only after
  * reaping every completion, so no buffer outlives its I/O.
  */
+struct fs_uring_io;
+
 struct fs_worker {
 	struct fs_uring *ring; /* NULL: not yet made, or io_uring refused */
 	int ring_tried; /* ring creation was attempted */
@@ -391,9 +465,13 @@ struct fs_worker {
 	struct fs_buf chunk; /* a decompressed or verified chunk */
 	struct fs_buf reply; /* replies served from memory, readdir */
 	struct fuse_bufvec *bufv; /* fd-backed read replies */
-	size_t bufv_cap; /* struct fuse_buf slots in bufv */
+	/* A read's pieces: descriptors, offsets, where they go in reply */
+	struct fs_uring_io *pieces;
+	uint32_t *piece_chunks; /* the chunk of each piece */
+	size_t bufv_cap; /* slots in bufv and in pieces */
 	char err[512]; /* the last remote fetch's message */
 	bool prefetch; /* a prefetch thread's: its misses are not a program's */
+	bool read_seq; /* the read being served continues a sequential one */
 };
 
 /* Creates the thread-specific key; call once before serving. */
@@ -412,8 +490,12 @@ struct fs_uring *fs_worker_ring(struct fs_worker *worker);
 /* Grows @buf to hold at least @size bytes; contents are not kept. */
 int fs_buf_reserve(struct fs_buf *buf, size_t size);
 
-/* Makes room for @n buffers in the worker's bufvec.  -ENOMEM. */
+/* Makes room for @n pieces in the worker's bufvec and pieces.  -ENOMEM. */
 int fs_worker_reserve_bufv(struct fs_worker *worker, size_t n);
+
+/* Grows worker->reply to @size bytes, registered with the worker's ring
+ * (io_uring fixed buffer) when the ring takes it.  -ENOMEM. */
+int fs_worker_reserve_reply(struct fs_worker *worker, size_t size);
 
 /* ---- io_uring with a plain fallback (uring.c) ---- */
 
@@ -430,6 +512,27 @@ void fs_uring_free(struct fs_uring *ring);
  */
 ssize_t fs_uring_read(struct fs_uring *ring, int fd, void *buf, size_t len,
 		      uint64_t off);
+
+/* One read of fs_uring_read_all(); @len is at most 1 GiB. */
+struct fs_uring_io {
+	int fd;
+	void *buf;
+	uint32_t len;
+	uint64_t off;
+};
+
+/*
+ * Reads every @ios[i] in full, submitting up to the ring's size at once.
+ * Returns 0, -EIO when a file is shorter than its read, or -errno.
+ */
+int fs_uring_read_all(struct fs_uring *ring, const struct fs_uring_io *ios,
+		      size_t n);
+
+/* Registers @buf as the ring's fixed buffer (NULL: none), replacing the
+ * one before; reads that fall inside it use it.  -errno when refused
+ * (RLIMIT_MEMLOCK), and then none is registered. */
+int fs_uring_register(struct fs_uring *ring, void *buf, size_t len);
+
 /* Writes all @len bytes of @buf at @off of @fd.  Returns 0 or -errno. */
 int fs_uring_write(struct fs_uring *ring, int fd, const void *buf,
 		   size_t len, uint64_t off);
@@ -480,12 +583,13 @@ pthread_mutex_t *fs_cache_stripe(struct fs_cache *cache,
 				 const uint8_t *sha256);
 
 /*
- * Returns in *ret_fd a new read-only descriptor holding exactly the
+ * Returns in *ret_fd a held read-only descriptor holding exactly the
  * chunk's tar_len verified bytes from offset 0, fetching the chunk first
  * when it is not cached.  @last_wanted (>= @chunk_no) is the last chunk
  * the caller is about to read: from a server, missing chunks up to it
- * that follow in the blob are fetched in the same request.  The caller closes it.  May block while another
- * thread fetches the same content.  Returns 0, -EIO (logged) or -ENOMEM.
+ * that follow in the blob are fetched in the same request.  The caller
+ * gives the descriptor back with fs_fdcache_put(), never close().  May
+ * block while another thread fetches the same content.  Returns 0, -EIO (logged) or -ENOMEM.
  */
 int fs_cache_chunk_fd(struct fs_ctx *ctx, struct fs_worker *worker,
 		      uint32_t layer, uint32_t chunk_no, uint32_t last_wanted,
@@ -498,10 +602,10 @@ int fs_cache_chunk_fd(struct fs_ctx *ctx, struct fs_worker *worker,
  * already verified that file; a missing, unverified or out-of-range chunk
  * is left alone.  Fetches nothing and never fails.
  *
- * Why: every read opens the chunk's file anew (invariant 6 in cache.c), so
- * the kernel's readahead state never survives from one 128 KiB FUSE read
- * to the next, and a cold sequential read would wait for the disk once
- * per request.
+ * Why: descriptors are shared by concurrent requests and chunk files are
+ * read in FUSE-request pieces, so the kernel's readahead on a cache file
+ * does not see one sequential stream, and a cold sequential read would
+ * wait for the disk once per request.
  */
 void fs_cache_hint(struct fs_ctx *ctx, uint32_t layer, uint32_t chunk_no,
 		   int fd);

@@ -135,3 +135,65 @@ err:
 	mountpoint_explain(path, r);
 	return r;
 }
+
+/* Undoes mountinfo's octal escapes (\040 for a space) in place. */
+static void mountinfo_unescape(char *s)
+{
+	char *out = s;
+
+	for (; *s; s++) {
+		if (s[0] == '\\' && s[1] >= '0' && s[1] <= '3' &&
+		    s[2] >= '0' && s[2] <= '7' && s[3] >= '0' && s[3] <= '7') {
+			*out++ = (char)((s[1] - '0') * 64 + (s[2] - '0') * 8 +
+					(s[3] - '0'));
+			s += 3;
+		} else {
+			*out++ = *s;
+		}
+	}
+	*out = '\0';
+}
+
+int fs_mountpoint_dev(const char *path, unsigned int *ret_major,
+		      unsigned int *ret_minor)
+{
+	unsigned int major, minor;
+	char *line = NULL, *at, *sep;
+	size_t cap = 0;
+	int r = -ENOENT;
+	FILE *f;
+
+	f = fopen("/proc/self/mountinfo", "re");
+	if (!f)
+		return -errno;
+	/* "ID PARENT MAJOR:MINOR ROOT MOUNTPOINT OPTIONS ... - TYPE ...";
+	 * the last match is the mount on top. */
+	while (getline(&line, &cap, f) > 0) {
+		at = line;
+		for (int field = 0; field < 2 && at; field++) {
+			at = strchr(at, ' ');
+			if (at)
+				at++;
+		}
+		if (!at || sscanf(at, "%u:%u", &major, &minor) != 2)
+			continue;
+		at = strchr(at, ' '); /* ROOT */
+		at = at ? strchr(at + 1, ' ') : NULL; /* MOUNTPOINT */
+		if (!at)
+			continue;
+		at++;
+		sep = strchr(at, ' ');
+		if (!sep || !strstr(sep, " - fuse"))
+			continue;
+		*sep = '\0';
+		mountinfo_unescape(at);
+		if (strcmp(at, path) == 0) {
+			*ret_major = major;
+			*ret_minor = minor;
+			r = 0;
+		}
+	}
+	free(line);
+	fclose(f);
+	return r;
+}

@@ -11,9 +11,12 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/statvfs.h>
 #include <sys/sysmacros.h>
+#include <unistd.h>
 
 #include "fs/fs_internal.h"
 #include "fs/log.h"
@@ -102,8 +105,33 @@ static int ops_entry(struct fs_ctx *ctx, fuse_ino_t ino,
 	return ops_stat(ctx, ino, &e->attr);
 }
 
+/* The largest pipe this process may make: any size with
+ * CAP_SYS_RESOURCE, else fs.pipe-max-size (see read_splice_fits). */
+static size_t ops_pipe_max(void)
+{
+	const int big = 16 << 20;
+	int p[2], n = 0;
+	FILE *f;
+
+	if (pipe2(p, O_CLOEXEC) < 0)
+		return 0;
+	if (fcntl(p[0], F_SETPIPE_SZ, big) == big) {
+		n = big;
+	} else {
+		f = fopen("/proc/sys/fs/pipe-max-size", "re");
+		if (f && fscanf(f, "%d", &n) == 1 && n > 0)
+			n = fcntl(p[0], F_SETPIPE_SZ, n);
+		if (f)
+			fclose(f);
+	}
+	close(p[0]);
+	close(p[1]);
+	return n > 0 ? (size_t)n : 0;
+}
+
 static void ops_init(void *userdata, struct fuse_conn_info *conn)
 {
+	struct fs_ctx *ctx = userdata;
 	const unsigned int wanted = FUSE_CAP_SPLICE_WRITE |
 				    FUSE_CAP_SPLICE_MOVE |
 				    FUSE_CAP_READDIRPLUS |
@@ -121,11 +149,28 @@ static void ops_init(void *userdata, struct fuse_conn_info *conn)
 	 * 1000 files: 7980 LOOKUPs).  Attributes cost the same here in
 	 * either reply, so always answer with them. */
 	conn->want &= ~FUSE_CAP_READDIRPLUS_AUTO;
+	if (conn->want & FUSE_CAP_SPLICE_WRITE)
+		atomic_store(&ctx->splice_max, ops_pipe_max());
+	/* Where the kernel can do without OPEN and OPENDIR (an ENOSYS
+	 * answer to the first one turns them off for the mount), it keeps
+	 * pages and listings cached across opens on its own, and opening
+	 * costs no round trip: python importing torch opens 1100 files and
+	 * 111 directories.  A size cap needs the opens, to keep an open
+	 * file's chunks. */
+	if (!ctx->evict.max) {
+		atomic_store(&ctx->no_open,
+			     (conn->capable & FUSE_CAP_NO_OPEN_SUPPORT) != 0);
+		atomic_store(&ctx->no_opendir,
+			     (conn->capable & FUSE_CAP_NO_OPENDIR_SUPPORT) != 0);
+	}
 	/* libfuse starts at the kernel's offer, which is also the most the
 	 * kernel accepts: keep it. */
-	fs_debug("init: capable 0x%x want 0x%x max_readahead %u",
-		 conn->capable, conn->want, conn->max_readahead);
-	atomic_store(&((struct fs_ctx *)userdata)->init_done, true);
+	fs_debug("init: capable 0x%x want 0x%x max_readahead %u, pipes up "
+		 "to %zu bytes%s%s", conn->capable, conn->want,
+		 conn->max_readahead, atomic_load(&ctx->splice_max),
+		 atomic_load(&ctx->no_open) ? ", no open" : "",
+		 atomic_load(&ctx->no_opendir) ? ", no opendir" : "");
+	atomic_store(&ctx->init_done, true);
 }
 
 static void ops_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
@@ -224,6 +269,12 @@ static void ops_open(fuse_req_t req, fuse_ino_t ino,
 	int r;
 
 	fs_debug("open %" PRIu64 " flags 0x%x", (uint64_t)ino, fi->flags);
+	/* The mount is read-only, so the kernel refuses writes itself. */
+	if (atomic_load_explicit(&ops_ctx(req)->no_open,
+				 memory_order_relaxed)) {
+		fuse_reply_err(req, ENOSYS);
+		return;
+	}
 	r = index_tree_attr(ops_ctx(req)->tree, ino, &attr);
 	if (r >= 0 && attr.kind == INDEX_KIND_DIR)
 		r = -EISDIR;
@@ -266,6 +317,11 @@ static void ops_opendir(fuse_req_t req, fuse_ino_t ino,
 	int r;
 
 	fs_debug("opendir %" PRIu64, (uint64_t)ino);
+	if (atomic_load_explicit(&ops_ctx(req)->no_opendir,
+				 memory_order_relaxed)) {
+		fuse_reply_err(req, ENOSYS);
+		return;
+	}
 	r = index_tree_dir_size(ops_ctx(req)->tree, ino, &count);
 	if (r < 0) {
 		fuse_reply_err(req, -r);
@@ -337,7 +393,7 @@ static void ops_readdir_common(fuse_req_t req, fuse_ino_t ino, size_t size,
 	if (r >= 0)
 		r = fs_worker_get(&worker);
 	if (r >= 0)
-		r = fs_buf_reserve(&worker->reply, size);
+		r = fs_worker_reserve_reply(worker, size);
 	if (r < 0)
 		goto err_reply;
 

@@ -312,7 +312,7 @@ static void urgent_fetch(struct fs_ctx *ctx, struct fs_worker *worker,
 
 	if (fs_cache_chunk_fd(ctx, worker, u->layer, u->first, u->last,
 			      &fd) >= 0)
-		close(fd);
+		fs_fdcache_put(ctx, u->layer, u->first, fd);
 	atomic_fetch_add_explicit(&ctx->prefetch.readahead_chunks,
 				  u->last - u->first + 1, memory_order_relaxed);
 	for (uint32_t c = u->first; c <= u->last; c++)
@@ -403,7 +403,7 @@ static void prefetch_one(struct fs_ctx *ctx, struct fs_worker *worker,
 	     c++) {
 		r = fs_cache_chunk_fd(ctx, worker, e->layer, c, want, &fd);
 		if (r >= 0)
-			close(fd);
+			fs_fdcache_put(ctx, e->layer, c, fd);
 		else
 			atomic_fetch_add_explicit(&pf->failed, 1,
 						  memory_order_relaxed);

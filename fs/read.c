@@ -7,11 +7,14 @@
  * the entry's data_off; the range may start inside a chunk (small files
  * share chunks) and cover many.  The reply normally points the kernel at
  * the cache files themselves (fd-backed buffers, spliced without a copy
- * through user space).  Sparse files and reads over very many chunks are
- * assembled in the worker's memory instead.
+ * through user space).  Sparse files, reads over very many chunks and
+ * replies too big for a pipe this process may make are read into the
+ * worker's registered buffer instead, all pieces in one io_uring
+ * submission, and written with one writev.
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -112,36 +115,89 @@ static int read_count_pieces(const struct fs_layer *layer, uint64_t tar_off, uin
 	return r < 0 ? r : 0;
 }
 
-/* Copies tar range [tar_off, + len) of @layer into @dst. */
-static int read_copy(struct fs_ctx *ctx, struct fs_worker *worker,
-		     uint32_t layer, uint64_t tar_off, uint64_t len,
-		     uint8_t *dst)
+/*
+ * Takes the next pieces of @it, at most @max, into worker->pieces: each
+ * with a held descriptor of its chunk's cache file (fetched first if
+ * need be) and, when @dst is not NULL, the place in @dst its bytes go.
+ * *ret_n gets the pieces taken, which the caller gives back with
+ * read_release() whatever the result.  Returns 1 when pieces are left,
+ * 0 when the range is covered, or -errno.
+ */
+static int read_hold(struct fs_ctx *ctx, struct fs_worker *worker,
+		     uint32_t layer, struct read_iter *it, uint8_t *dst,
+		     size_t max, size_t *ret_n)
 {
 	struct read_piece p;
-	struct read_iter it;
-	ssize_t n;
-	int fd, r;
+	size_t n = 0;
+	int fd, r = 1;
 
-	r = read_iter_start(&it, &ctx->layers[layer], tar_off, len);
-	while (r >= 0) {
-		r = read_iter_next(&it, &p);
+	while (n < max) {
+		r = read_iter_next(it, &p);
 		if (r <= 0)
 			break;
 		fs_record_touch(ctx, layer, p.chunk_no);
 		r = fs_cache_chunk_fd(ctx, worker, layer, p.chunk_no,
-				      it.last_chunk, &fd);
+				      it->last_chunk, &fd);
 		if (r < 0)
 			break;
-		n = fs_uring_read(fs_worker_ring(worker), fd, dst, p.len,
-				  p.in_chunk);
-		close(fd);
-		/* The file was verified to hold the whole chunk. */
-		if (n != (ssize_t)p.len) {
-			r = n < 0 ? (int)n : -EIO;
-			break;
+		/* A sequential read entering a chunk: bring in this chunk
+		 * and the next one ahead. */
+		if (p.in_chunk == 0 && worker->read_seq) {
+			fs_cache_hint(ctx, layer, p.chunk_no, fd);
+			fs_cache_hint(ctx, layer, p.chunk_no + 1, -1);
 		}
-		dst += p.len;
+		worker->pieces[n] = (struct fs_uring_io){
+			.fd = fd,
+			.buf = dst,
+			.len = p.len,
+			.off = p.in_chunk,
+		};
+		worker->piece_chunks[n] = p.chunk_no;
+		if (dst)
+			dst += p.len;
+		n++;
+		r = 1;
 	}
+	*ret_n = n;
+	return r;
+}
+
+static void read_release(struct fs_ctx *ctx, struct fs_worker *worker,
+			 uint32_t layer, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		fs_fdcache_put(ctx, layer, worker->piece_chunks[i],
+			       worker->pieces[i].fd);
+}
+
+/* Copies tar range [tar_off, + len) of @layer into @dst, up to
+ * FS_READ_MAX_FDS pieces per batch of reads. */
+static int read_copy(struct fs_ctx *ctx, struct fs_worker *worker,
+		     uint32_t layer, uint64_t tar_off, uint64_t len,
+		     uint8_t *dst)
+{
+	struct read_iter it;
+	size_t n, i;
+	int r, more;
+
+	r = fs_worker_reserve_bufv(worker, FS_READ_MAX_FDS);
+	if (r < 0)
+		return r;
+	r = read_iter_start(&it, &ctx->layers[layer], tar_off, len);
+	if (r < 0 || len == 0)
+		return r;
+	do {
+		more = read_hold(ctx, worker, layer, &it, dst,
+				 FS_READ_MAX_FDS, &n);
+		r = more < 0 ? more :
+			       fs_uring_read_all(fs_worker_ring(worker),
+						 worker->pieces, n);
+		for (i = 0; i < n; i++)
+			dst += worker->pieces[i].len;
+		read_release(ctx, worker, layer, n);
+	} while (r >= 0 && more > 0);
+	/* The files were verified to hold their whole chunks, so a short
+	 * read is the disk's fault. */
 	return r;
 }
 
@@ -152,10 +208,9 @@ static int read_reply_fds(struct fs_ctx *ctx, struct fs_worker *worker,
 			  size_t len, size_t n_pieces)
 {
 	struct fuse_bufvec *bv;
-	struct read_piece p;
 	struct read_iter it;
-	size_t i, k = 0;
-	int fd, r;
+	size_t i, n = 0;
+	int r;
 
 	r = fs_worker_reserve_bufv(worker, n_pieces);
 	if (r < 0)
@@ -163,31 +218,17 @@ static int read_reply_fds(struct fs_ctx *ctx, struct fs_worker *worker,
 	bv = worker->bufv;
 
 	r = read_iter_start(&it, &ctx->layers[layer], tar_off, len);
-	while (r >= 0 && k < n_pieces) {
-		r = read_iter_next(&it, &p);
-		if (r <= 0)
-			break;
-		fs_record_touch(ctx, layer, p.chunk_no);
-		r = fs_cache_chunk_fd(ctx, worker, layer, p.chunk_no,
-				      it.last_chunk, &fd);
-		if (r < 0)
-			break;
-		/* A read that enters a chunk at its start is most likely
-		 * sequential: bring in this chunk and the next one ahead. */
-		if (p.in_chunk == 0) {
-			fs_cache_hint(ctx, layer, p.chunk_no, fd);
-			fs_cache_hint(ctx, layer, p.chunk_no + 1, -1);
-		}
-		bv->buf[k] = (struct fuse_buf){
-			.size = p.len,
-			.flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK,
-			.fd = fd,
-			.pos = p.in_chunk,
-		};
-		k++;
-	}
+	if (r >= 0)
+		r = read_hold(ctx, worker, layer, &it, NULL, n_pieces, &n);
 	if (r >= 0) {
-		bv->count = k;
+		for (i = 0; i < n; i++)
+			bv->buf[i] = (struct fuse_buf){
+				.size = worker->pieces[i].len,
+				.flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK,
+				.fd = worker->pieces[i].fd,
+				.pos = (off_t)worker->pieces[i].off,
+			};
+		bv->count = n;
 		bv->idx = 0;
 		bv->off = 0;
 		r = fuse_reply_data(req, bv, FUSE_BUF_SPLICE_MOVE);
@@ -197,9 +238,7 @@ static int read_reply_fds(struct fs_ctx *ctx, struct fs_worker *worker,
 			fs_debug("read reply failed: %s", fs_strerror(-r));
 		r = 1;
 	}
-
-	for (i = 0; i < k; i++)
-		close(bv->buf[i].fd);
+	read_release(ctx, worker, layer, n);
 	return r;
 }
 
@@ -242,7 +281,7 @@ static int read_reply_memory(struct fs_ctx *ctx, struct fs_worker *worker,
 {
 	int r;
 
-	r = fs_buf_reserve(&worker->reply, len);
+	r = fs_worker_reserve_reply(worker, len);
 	if (r < 0)
 		return r;
 	if (entry->flags & INDEX_ENTRY_SPARSE)
@@ -258,9 +297,47 @@ static int read_reply_memory(struct fs_ctx *ctx, struct fs_worker *worker,
 	return 1;
 }
 
+/*
+ * Whether libfuse can splice a reply of @len bytes from @n files.  It
+ * needs a pipe that holds the data and a page per buffer and header;
+ * without CAP_SYS_RESOURCE pipes stop at fs.pipe-max-size (1 MiB), and a
+ * reply that does not fit is copied through a buffer libfuse maps and
+ * unmaps for each request: slower than our own copy into worker->reply.
+ */
+static bool read_splice_fits(const struct fs_ctx *ctx, size_t len, size_t n)
+{
+	size_t pipe_max = atomic_load_explicit(&ctx->splice_max,
+					       memory_order_relaxed);
+
+	return pipe_max && len <= pipe_max &&
+	       (n + 2) * (size_t)FS_BLOCK_SIZE <= pipe_max - len;
+}
+
+/*
+ * Whether a read of [off, off + len) of @ino follows an earlier one: it
+ * starts near where the last read of the inode seen in its slot ended
+ * (the kernel's read-ahead sends several requests at once, so not always
+ * exactly there).  Racy by design: a wrong answer costs a hint.
+ */
+static bool read_sequential(struct fs_ctx *ctx, fuse_ino_t ino, uint64_t off,
+			    size_t len)
+{
+	struct fs_read_stream *s = &ctx->streams[ino % FS_READ_STREAMS];
+	uint64_t last = atomic_load_explicit(&s->ino, memory_order_relaxed);
+	uint64_t next = atomic_load_explicit(&s->next, memory_order_relaxed);
+
+	atomic_store_explicit(&s->ino, ino, memory_order_relaxed);
+	atomic_store_explicit(&s->next, off + len, memory_order_relaxed);
+	if (last != ino)
+		return off == 0;
+	return off + FS_READ_STREAM_SLACK >= next &&
+	       off <= next + FS_READ_STREAM_SLACK;
+}
+
 /* Serves [off, off + len) of the file, replying on success (returns 1). */
-static int read_serve(struct fs_ctx *ctx, fuse_req_t req, uint32_t layer,
-		      const struct index_entry *entry, uint64_t off, size_t len)
+static int read_serve(struct fs_ctx *ctx, fuse_req_t req, fuse_ino_t ino,
+		      uint32_t layer, const struct index_entry *entry,
+		      uint64_t off, size_t len)
 {
 	struct fs_worker *worker;
 	size_t n_pieces;
@@ -269,6 +346,7 @@ static int read_serve(struct fs_ctx *ctx, fuse_req_t req, uint32_t layer,
 	r = fs_worker_get(&worker);
 	if (r < 0)
 		return r;
+	worker->read_seq = read_sequential(ctx, ino, off, len);
 	if (entry->flags & INDEX_ENTRY_SPARSE)
 		return read_reply_memory(ctx, worker, req, layer, entry, off,
 					 len);
@@ -278,7 +356,7 @@ static int read_serve(struct fs_ctx *ctx, fuse_req_t req, uint32_t layer,
 			      FS_READ_MAX_FDS, &n_pieces);
 	if (r < 0)
 		return r;
-	if (n_pieces > FS_READ_MAX_FDS)
+	if (n_pieces > FS_READ_MAX_FDS || !read_splice_fits(ctx, len, n_pieces))
 		return read_reply_memory(ctx, worker, req, layer, entry, off,
 					 len);
 	return read_reply_fds(ctx, worker, req, layer, entry->data_off + off,
@@ -310,6 +388,39 @@ static int read_entry(struct fs_ctx *ctx, fuse_ino_t ino,
 	return 0;
 }
 
+/*
+ * The kernel reads ahead of a FUSE file's readers by the mount's
+ * read_ahead_kb, which starts at 128 KiB and which the INIT reply can only
+ * lower: a cold sequential read then waits for one 128 KiB request after
+ * another.  Raising it takes root; without, nothing changes.  Done at the
+ * first read, when the kernel has taken the INIT reply.
+ */
+static void read_tune_kernel(struct fs_ctx *ctx)
+{
+	unsigned int major, minor, kb = 0;
+	char path[64];
+	FILE *f;
+
+	if (!ctx->mountpoint ||
+	    fs_mountpoint_dev(ctx->mountpoint, &major, &minor) < 0)
+		return;
+	snprintf(path, sizeof(path), "/sys/class/bdi/%u:%u/read_ahead_kb",
+		 major, minor);
+	f = fopen(path, "r+e");
+	if (!f) {
+		fs_debug("cannot open %s: %s", path, fs_strerror(errno));
+		return;
+	}
+	if (fscanf(f, "%u", &kb) == 1 && kb < FS_KERNEL_READAHEAD_KB) {
+		rewind(f);
+		fprintf(f, "%u\n", FS_KERNEL_READAHEAD_KB);
+	}
+	if (fclose(f) != 0)
+		fs_debug("cannot write %s: %s", path, fs_strerror(errno));
+	else
+		fs_debug("%s: %u, want %u", path, kb, FS_KERNEL_READAHEAD_KB);
+}
+
 void fs_read_reply(struct fs_ctx *ctx, fuse_req_t req, fuse_ino_t ino,
 		   size_t size, off_t off)
 {
@@ -320,6 +431,10 @@ void fs_read_reply(struct fs_ctx *ctx, fuse_req_t req, fuse_ino_t ino,
 
 	fs_debug("read ino %" PRIu64 " off %jd size %zu", (uint64_t)ino,
 		 (intmax_t)off, size);
+	if (!atomic_load_explicit(&ctx->readahead_tuned,
+				  memory_order_relaxed) &&
+	    !atomic_exchange(&ctx->readahead_tuned, true))
+		read_tune_kernel(ctx);
 	r = off < 0 ? -EINVAL : read_entry(ctx, ino, &layer, &entry);
 	if (r < 0)
 		goto err_reply;
@@ -332,7 +447,7 @@ void fs_read_reply(struct fs_ctx *ctx, fuse_req_t req, fuse_ino_t ino,
 	len = entry.size - (uint64_t)off < size ?
 		      (size_t)(entry.size - (uint64_t)off) : size;
 
-	r = read_serve(ctx, req, layer, &entry, (uint64_t)off, len);
+	r = read_serve(ctx, req, ino, layer, &entry, (uint64_t)off, len);
 	if (r < 0)
 		goto err_reply;
 	fs_stat_add(ctx, bytes_served, len);

@@ -36,6 +36,8 @@ static void worker_free(void *p)
 	free(w->chunk.data);
 	free(w->reply.data);
 	free(w->bufv);
+	free(w->pieces);
+	free(w->piece_chunks);
 	free(w);
 }
 
@@ -127,6 +129,8 @@ int fs_buf_reserve(struct fs_buf *buf, size_t size)
 int fs_worker_reserve_bufv(struct fs_worker *worker, size_t n)
 {
 	struct fuse_bufvec *bv;
+	struct fs_uring_io *io;
+	uint32_t *chunks;
 
 	if (n <= worker->bufv_cap)
 		return 0;
@@ -136,6 +140,32 @@ int fs_worker_reserve_bufv(struct fs_worker *worker, size_t n)
 	if (!bv)
 		return -ENOMEM;
 	worker->bufv = bv;
+	io = realloc(worker->pieces, n * sizeof(*io));
+	if (!io)
+		return -ENOMEM;
+	worker->pieces = io;
+	chunks = realloc(worker->piece_chunks, n * sizeof(*chunks));
+	if (!chunks)
+		return -ENOMEM;
+	worker->piece_chunks = chunks;
 	worker->bufv_cap = n;
 	return 0;
+}
+
+int fs_worker_reserve_reply(struct fs_worker *worker, size_t size)
+{
+	size_t before = worker->reply.size;
+	struct fs_uring *ring;
+	int r;
+
+	r = fs_buf_reserve(&worker->reply, size);
+	if (worker->reply.size == before)
+		return r;
+	/* A new buffer (or none), maybe at the old address: the ring must
+	 * not keep the freed one's pages. */
+	ring = fs_worker_ring(worker);
+	if (ring)
+		(void)fs_uring_register(ring, worker->reply.data,
+					worker->reply.size);
+	return r;
 }

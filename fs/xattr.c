@@ -232,7 +232,7 @@ void fs_op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 
 	r = fs_worker_get(&worker);
 	if (r >= 0)
-		r = fs_buf_reserve(&worker->reply, len);
+		r = fs_worker_reserve_reply(worker, len);
 	if (r < 0) {
 		fuse_reply_err(req, -r);
 		return;
