@@ -30,7 +30,7 @@
 
 #include "builder_internal.h"
 
-/* Input bytes compressed per batch: bounds the memory held for frames
+/* Frame bytes the compression ring holds: bounds the memory held for frames
  * that wait to be written in order. */
 #define BATCH_BYTES (64u << 20)
 #define MAX_THREADS 64
@@ -226,18 +226,99 @@ out:
 	return ret;
 }
 
-/* ---- step 3: compress the chunks, in parallel batches ---- */
+/* A plain tar needs no unpacking: it is mapped where it lies, and its
+ * DiffID hashed on a thread of its own while the chunks compress. */
 
-struct batch {
+/*
+ * Whether @fd holds a plain tar: empty, or starting with a block of zeros
+ * (an empty archive) or a header whose checksum holds.  Anything else
+ * (gzip, zstd with or without a skippable frame first, ...) goes through
+ * libarchive, which also says what is wrong with a broken one.
+ */
+static bool looks_plain_tar(int fd, uint64_t size)
+{
+	uint8_t h[512];
+	unsigned int sum = 0, want = 0;
+	bool zero = true;
+	int i;
+
+	if (size == 0)
+		return true;
+	if (size < sizeof(h) || pread(fd, h, sizeof(h), 0) != sizeof(h))
+		return false;
+	for (i = 0; i < 512; i++) {
+		zero &= h[i] == 0;
+		sum += i >= 148 && i < 156 ? ' ' : h[i];
+	}
+	if (zero)
+		return true;
+	for (i = 148; i < 156 && h[i] == ' '; i++)
+		;
+	for (; i < 156 && h[i] >= '0' && h[i] <= '7'; i++)
+		want = want * 8 + (h[i] - '0');
+	return sum == want;
+}
+
+struct diff_hash {
+	const uint8_t *data;
+	size_t size;
+	uint8_t sha256[32];
+	pthread_t thread;
+	bool started;
+};
+
+static void *diff_hash_run(void *arg)
+{
+	struct diff_hash *h = arg;
+
+	SHA256(h->data, h->size, h->sha256);
+	return NULL;
+}
+
+/* Starts hashing, or hashes right away when no thread can start. */
+static void diff_hash_start(struct diff_hash *h, const uint8_t *data,
+			    size_t size)
+{
+	h->data = data;
+	h->size = size;
+	h->started = pthread_create(&h->thread, NULL, diff_hash_run, h) == 0;
+	if (!h->started)
+		diff_hash_run(h);
+}
+
+static void diff_hash_wait(struct diff_hash *h)
+{
+	if (h->started)
+		pthread_join(h->thread, NULL);
+	h->started = false;
+}
+
+/* ---- step 3: compress the chunks, in parallel, written in order ---- */
+
+/*
+ * Worker threads take chunks in order and compress each into a slot of a
+ * ring of about BATCH_BYTES of frames; the calling thread writes frames
+ * in chunk order and frees their slots.  A worker waits only when the
+ * ring is full, so the cores stay busy while frames are written (no
+ * batch ends where one thread finishes alone).
+ */
+struct pipe {
 	const uint8_t *tar;
 	const uint64_t *ends;
-	uint32_t first, count; /* chunks of this batch */
-	uint8_t *out; /* one region of compressBound per chunk */
-	size_t *out_off; /* where each chunk's frame starts in out */
-	size_t *out_len; /* frame length, or a zstd error code */
-	uint8_t (*sha)[32];
-	atomic_uint next;
+	uint32_t n_chunks;
 	int level;
+	uint32_t n_slots; /* ring size, in chunks */
+	size_t slot_size; /* compressBound of the largest chunk */
+	uint8_t *out; /* n_slots * slot_size */
+	size_t *out_len; /* [slot]: frame length, or a zstd error code */
+	uint8_t (*sha)[32]; /* [slot] */
+	bool *done; /* [slot]: compressed, not yet written */
+	pthread_mutex_t lock; /* guards next, written, done, stop */
+	pthread_cond_t space; /* a slot was freed, or stop */
+	pthread_cond_t ready; /* a chunk was compressed */
+	uint32_t next; /* next chunk to take */
+	uint32_t written; /* chunks written: slots below are free */
+	bool stop;
 };
 
 static uint64_t chunk_start(const uint64_t *ends, uint32_t i)
@@ -247,48 +328,35 @@ static uint64_t chunk_start(const uint64_t *ends, uint32_t i)
 
 static void *compress_worker(void *arg)
 {
-	struct batch *b = arg;
+	struct pipe *p = arg;
 	ZSTD_CCtx *cctx = ZSTD_createCCtx();
-	unsigned int k;
 
 	if (cctx)
-		ZSTD_CCtx_setParameter(cctx, ZSTD_c_compressionLevel, b->level);
-	while ((k = atomic_fetch_add(&b->next, 1)) < b->count) {
-		uint32_t c = b->first + k;
-		uint64_t off = chunk_start(b->ends, c);
-		size_t len = (size_t)(b->ends[c] - off);
+		ZSTD_CCtx_setParameter(cctx, ZSTD_c_compressionLevel, p->level);
+	pthread_mutex_lock(&p->lock);
+	for (;;) {
+		while (!p->stop && p->next < p->n_chunks &&
+		       p->next >= p->written + p->n_slots)
+			pthread_cond_wait(&p->space, &p->lock);
+		if (p->stop || p->next >= p->n_chunks)
+			break;
+		uint32_t c = p->next++, slot = c % p->n_slots;
+		uint64_t off = chunk_start(p->ends, c);
+		size_t len = (size_t)(p->ends[c] - off);
 
-		SHA256(b->tar + off, len, b->sha[k]);
-		if (!cctx) {
-			b->out_len[k] = (size_t)-1;
-			continue;
-		}
-		b->out_len[k] = ZSTD_compress2(cctx, b->out + b->out_off[k],
-					       ZSTD_compressBound(len),
-					       b->tar + off, len);
+		pthread_mutex_unlock(&p->lock);
+		SHA256(p->tar + off, len, p->sha[slot]);
+		p->out_len[slot] = cctx ? ZSTD_compress2(cctx,
+					p->out + (size_t)slot * p->slot_size,
+					p->slot_size, p->tar + off, len) :
+					  (size_t)-1;
+		pthread_mutex_lock(&p->lock);
+		p->done[slot] = true;
+		pthread_cond_signal(&p->ready);
 	}
+	pthread_mutex_unlock(&p->lock);
 	ZSTD_freeCCtx(cctx);
 	return NULL;
-}
-
-static int run_batch(struct batch *b, unsigned int threads)
-{
-	pthread_t tid[MAX_THREADS];
-	unsigned int started = 0;
-
-	atomic_store(&b->next, 0);
-	for (unsigned int i = 1; i < threads; i++) {
-		if (pthread_create(&tid[started], NULL, compress_worker, b) != 0)
-			break;
-		started++;
-	}
-	compress_worker(b);
-	for (unsigned int i = 0; i < started; i++)
-		pthread_join(tid[i], NULL);
-	for (uint32_t k = 0; k < b->count; k++)
-		if (ZSTD_isError(b->out_len[k]))
-			return -EIO;
-	return 0;
 }
 
 struct compress_job {
@@ -301,85 +369,117 @@ struct compress_job {
 	uint32_t layer, n_layers;
 };
 
-/* Writes a compressed batch in order and records its chunks. */
-static int emit_batch(struct compress_job *j, struct batch *b)
+/* Writes chunk @c's frame from its slot and records the chunk. */
+static int emit_chunk(struct compress_job *j, struct pipe *p, uint32_t c)
 {
-	for (uint32_t k = 0; k < b->count; k++) {
-		uint32_t c = b->first + k;
-		uint64_t start = chunk_start(j->ends, c);
-		struct index_chunk ch = {
-			.tar_off = start, .blob_off = j->out->size,
-			.tar_len = (uint32_t)(j->ends[c] - start),
-			.blob_len = (uint32_t)b->out_len[k], .sha256 = b->sha[k],
-		};
-		int err = index_writer_add_chunk(j->writer, &ch);
+	uint32_t slot = c % p->n_slots;
+	uint64_t start = chunk_start(j->ends, c);
+	struct index_chunk ch = {
+		.tar_off = start, .blob_off = j->out->size,
+		.tar_len = (uint32_t)(j->ends[c] - start),
+		.blob_len = (uint32_t)p->out_len[slot], .sha256 = p->sha[slot],
+	};
+	int err;
 
-		if (err == 0)
-			err = out_frame(j->out, ch.blob_len, ch.tar_len);
-		if (err == 0)
-			err = out_write(j->out, b->out + b->out_off[k],
-					b->out_len[k]);
-		if (err < 0)
-			return err;
+	if (ZSTD_isError(p->out_len[slot]))
+		return -EIO;
+	err = index_writer_add_chunk(j->writer, &ch);
+	if (err == 0)
+		err = out_frame(j->out, ch.blob_len, ch.tar_len);
+	if (err == 0)
+		err = out_write(j->out, p->out + (size_t)slot * p->slot_size,
+				p->out_len[slot]);
+	return err;
+}
+
+/* Sizes the ring for @j: slots for the largest chunk, BATCH_BYTES in all
+ * but at least four per thread.  -ENOMEM. */
+static int pipe_init(struct pipe *p, const struct compress_job *j,
+		     unsigned int threads)
+{
+	size_t max_len = 0;
+
+	for (uint32_t c = 0; c < j->n_chunks; c++) {
+		size_t len = (size_t)(j->ends[c] - chunk_start(j->ends, c));
+
+		if (len > max_len)
+			max_len = len;
 	}
-	return 0;
+	*p = (struct pipe){ .tar = j->tar->data, .ends = j->ends,
+			    .n_chunks = j->n_chunks,
+			    .level = j->opts->level ? j->opts->level : 3 };
+	p->slot_size = ZSTD_compressBound(max_len);
+	p->n_slots = (uint32_t)(BATCH_BYTES / p->slot_size);
+	if (p->n_slots < 4 * threads)
+		p->n_slots = 4 * threads;
+	if (p->n_slots > j->n_chunks)
+		p->n_slots = j->n_chunks ? j->n_chunks : 1;
+	p->out = malloc((size_t)p->n_slots * p->slot_size);
+	p->out_len = calloc(p->n_slots, sizeof(*p->out_len));
+	p->sha = calloc(p->n_slots, sizeof(*p->sha));
+	p->done = calloc(p->n_slots, sizeof(*p->done));
+	pthread_mutex_init(&p->lock, NULL);
+	pthread_cond_init(&p->space, NULL);
+	pthread_cond_init(&p->ready, NULL);
+	return p->out && p->out_len && p->sha && p->done ? 0 : -ENOMEM;
+}
+
+static void pipe_free(struct pipe *p)
+{
+	pthread_cond_destroy(&p->ready);
+	pthread_cond_destroy(&p->space);
+	pthread_mutex_destroy(&p->lock);
+	free(p->out);
+	free(p->out_len);
+	free(p->sha);
+	free(p->done);
 }
 
 static int compress_chunks(struct compress_job *j)
 {
-	unsigned int threads = j->opts->threads;
-	struct batch b = { .tar = j->tar->data, .ends = j->ends,
-			   .level = j->opts->level ? j->opts->level : 3 };
-	size_t cap = 0, cap_chunks = 0;
-	int err = 0;
+	unsigned int threads = j->opts->threads, started = 0;
+	pthread_t tid[MAX_THREADS];
+	struct pipe p;
+	int err;
 
 	if (threads == 0)
 		threads = (unsigned int)sysconf(_SC_NPROCESSORS_ONLN);
 	if (threads == 0 || threads > MAX_THREADS)
 		threads = threads ? MAX_THREADS : 1;
-	for (uint32_t c = 0; c < j->n_chunks && err == 0;) {
-		size_t need = 0;
-
-		b.first = c;
-		b.count = 0;
-		while (c < j->n_chunks && (b.count == 0 || need < BATCH_BYTES)) {
-			need += ZSTD_compressBound(j->ends[c] -
-						   chunk_start(j->ends, c));
-			b.count++;
-			c++;
-		}
-		if (need > cap || b.count > cap_chunks) {
-			free(b.out);
-			free(b.out_off);
-			free(b.out_len);
-			free(b.sha);
-			cap = need;
-			cap_chunks = b.count > 4096 ? b.count : 4096;
-			b.out = malloc(cap);
-			b.out_off = malloc(cap_chunks * sizeof(size_t));
-			b.out_len = malloc(cap_chunks * sizeof(size_t));
-			b.sha = malloc(cap_chunks * 32);
-			if (!b.out || !b.out_off || !b.out_len || !b.sha) {
-				err = -ENOMEM;
-				break;
-			}
-		}
-		need = 0;
-		for (uint32_t k = 0; k < b.count; k++) {
-			b.out_off[k] = need;
-			need += ZSTD_compressBound(j->ends[b.first + k] -
-						   chunk_start(j->ends, b.first + k));
-		}
-		err = run_batch(&b, threads);
-		if (err == 0)
-			err = emit_batch(j, &b);
-		report(j->opts, j->layer, j->n_layers, "compress", j->ends[c - 1],
-		       j->tar->size);
+	err = pipe_init(&p, j, threads);
+	for (unsigned int i = 0; err == 0 && i < threads; i++) {
+		if (pthread_create(&tid[started], NULL, compress_worker, &p) != 0)
+			break;
+		started++;
 	}
-	free(b.out);
-	free(b.out_off);
-	free(b.out_len);
-	free(b.sha);
+	if (err == 0 && started == 0)
+		err = -EAGAIN;
+
+	for (uint32_t c = 0; err == 0 && c < j->n_chunks; c++) {
+		uint32_t slot = c % p.n_slots;
+
+		pthread_mutex_lock(&p.lock);
+		while (!p.done[slot])
+			pthread_cond_wait(&p.ready, &p.lock);
+		pthread_mutex_unlock(&p.lock);
+		err = emit_chunk(j, &p, c);
+		pthread_mutex_lock(&p.lock);
+		p.done[slot] = false;
+		p.written = c + 1;
+		pthread_cond_broadcast(&p.space);
+		pthread_mutex_unlock(&p.lock);
+		if ((c & 63) == 63 || c + 1 == j->n_chunks)
+			report(j->opts, j->layer, j->n_layers, "compress",
+			       j->ends[c], j->tar->size);
+	}
+
+	pthread_mutex_lock(&p.lock);
+	p.stop = true;
+	pthread_cond_broadcast(&p.space);
+	pthread_mutex_unlock(&p.lock);
+	for (unsigned int i = 0; i < started; i++)
+		pthread_join(tid[i], NULL);
+	pipe_free(&p);
 	return err;
 }
 
@@ -437,7 +537,9 @@ static int write_trailer(struct out_blob *o, const void *index,
 /* ---- the whole conversion ---- */
 
 struct scratch {
-	int tar_fd;
+	int tar_fd; /* the scratch tar, or the layer itself when plain */
+	bool plain; /* an uncompressed layer, mapped in place */
+	struct diff_hash hash; /* its DiffID, while it is computed */
 	struct builder_tar tar;
 	void *map;
 	int blob_fd;
@@ -452,6 +554,7 @@ struct scratch {
 
 static void scratch_free(struct scratch *s)
 {
+	diff_hash_wait(&s->hash);
 	if (s->map)
 		munmap(s->map, s->tar.size);
 	if (s->tar_fd >= 0)
@@ -498,6 +601,40 @@ static int check_diff_id(const uint8_t got[32], const char *want,
 			   src, hex, want);
 }
 
+/*
+ * Opens @src as the tar itself when it is not compressed: 1 (s->tar_fd
+ * and s->tar.size set), 0 when it is compressed (unpack it), or -errno.
+ */
+static int open_plain(const char *src, struct scratch *s,
+		      const struct builder_options *o, char *err,
+		      size_t err_size)
+{
+	uint64_t max_tar = o->max_tar ? o->max_tar : BUILDER_TAR_MAX;
+	struct stat st;
+	int fd;
+
+	fd = open(src, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return builder_err(err, err_size, -errno,
+				   "cannot read layer '%s': %s", src,
+				   strerror(errno));
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) ||
+	    !looks_plain_tar(fd, (uint64_t)st.st_size)) {
+		close(fd);
+		return 0;
+	}
+	if ((uint64_t)st.st_size > max_tar) {
+		close(fd);
+		return builder_err(err, err_size, -EFBIG,
+				   "layer '%s' holds more than %ju bytes", src,
+				   (uintmax_t)max_tar);
+	}
+	s->tar_fd = fd;
+	s->tar.size = (uint64_t)st.st_size;
+	s->plain = true;
+	return 1;
+}
+
 static int map_tar(struct scratch *s, char *err, size_t err_size)
 {
 	if (s->tar.size == 0) {
@@ -508,7 +645,7 @@ static int map_tar(struct scratch *s, char *err, size_t err_size)
 	if (s->map == MAP_FAILED) {
 		s->map = NULL;
 		return builder_err(err, err_size, -errno,
-				   "cannot map scratch tar: %s", strerror(errno));
+				   "cannot map layer tar: %s", strerror(errno));
 	}
 	madvise(s->map, s->tar.size, MADV_SEQUENTIAL);
 	s->tar.data = s->map;
@@ -624,29 +761,44 @@ int builder_layer_convert(const char *src, const char *diff_id,
 	int r;
 
 	memset(ret_stats, 0, sizeof(*ret_stats));
-	s.tar_fd = scratch_tar_open(tmp);
-	if (s.tar_fd < 0) {
-		r = builder_err(err, err_size, s.tar_fd,
-				"cannot create scratch file in '%s': %s", tmp,
-				strerror(-s.tar_fd));
+	r = open_plain(src, &s, opts, err, err_size);
+	if (r < 0)
 		goto out;
+	if (r == 0) {
+		s.tar_fd = scratch_tar_open(tmp);
+		if (s.tar_fd < 0) {
+			r = builder_err(err, err_size, s.tar_fd,
+					"cannot create scratch file in '%s': %s",
+					tmp, strerror(-s.tar_fd));
+			goto out;
+		}
+		r = unpack_layer(src, s.tar_fd, got, &s.tar.size, opts, layer,
+				 n_layers, err, err_size);
+		if (r < 0)
+			goto out;
+		r = check_diff_id(got, diff_id, src, err, err_size);
+		if (r < 0)
+			goto out;
 	}
-	r = unpack_layer(src, s.tar_fd, got, &s.tar.size, opts, layer,
-			 n_layers, err, err_size);
-	if (r < 0)
-		goto out;
-	r = check_diff_id(got, diff_id, src, err, err_size);
-	if (r < 0)
-		goto out;
 	ret_stats->tar_size = s.tar.size;
 	r = map_tar(&s, err, err_size);
 	if (r < 0)
 		goto out;
+	if (s.plain)
+		diff_hash_start(&s.hash, s.tar.data, s.tar.size);
 	r = open_blob(&s, dst_dir, err, err_size);
-	if (r < 0)
-		goto out;
-	r = build_blob(&s, opts, layer, n_layers, ret_locator, ret_stats, err,
-		       err_size);
+	if (r >= 0)
+		r = build_blob(&s, opts, layer, n_layers, ret_locator,
+			       ret_stats, err, err_size);
+	if (s.plain) {
+		diff_hash_wait(&s.hash);
+		/* A wrong DiffID is the first thing to report. */
+		int e = check_diff_id(s.hash.sha256, diff_id, src, err,
+				      err_size);
+
+		if (e < 0)
+			r = e;
+	}
 	if (r < 0)
 		goto out;
 	r = seal_blob(&s, dst_dir, ret_digest);

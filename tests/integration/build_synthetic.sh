@@ -71,6 +71,20 @@ fi
 grep -q "decompresses to more than 16777216 bytes" "$WORK/bomb.err" ||
 	fail "unclear error: $(cat "$WORK/bomb.err")"
 
+say "a plain tar over -m is refused without being read"
+mkdir -p "$WORK/big"
+head -c $((17 << 20)) /dev/zero >"$WORK/big/zeros"
+tar -C "$WORK/big" -cf "$WORK/big.tar" zeros
+python3 "$TESTS/mkoci.py" "$WORK/big-oci" "$WORK/big.tar" >/dev/null
+if "$IMGTOOL" build -q -m 16 "oci:$WORK/big-oci" "oci:$WORK/big-out" \
+	2>"$WORK/big.err"; then
+	fail "built a 17 MiB plain layer under -m 16"
+fi
+grep -q "holds more than 16777216 bytes" "$WORK/big.err" ||
+	fail "unclear error: $(cat "$WORK/big.err")"
+"$IMGTOOL" build -q "oci:$WORK/big-oci" "oci:$WORK/big-out" ||
+	fail "the 17 MiB plain layer did not build without -m"
+
 say "a layer whose DiffID does not match the config is refused"
 python3 - "$WORK/oci" <<'PY'
 import json, sys, hashlib, os
