@@ -393,29 +393,59 @@ static int cache_fill_one(struct fs_ctx *ctx, struct fs_worker *worker,
 	return cache_keep(ctx, worker, layer, chunk_no, chunk, ret_fd);
 }
 
+/* The chunks of one fetched span, decoded on the pool (pool.c). */
+struct cache_store_job {
+	struct fs_ctx *ctx;
+	uint32_t layer;
+	uint32_t chunk_no; /* of run->chunks[0] */
+	const struct cache_run *run;
+	const uint8_t *frames[FS_SPAN_MAX_CHUNKS];
+	int fds[FS_SPAN_MAX_CHUNKS];
+	int results[FS_SPAN_MAX_CHUNKS];
+};
+
+/* Decodes, checks and stores chunk @i of the job, with the running
+ * thread's own buffers and zstd context.  The caller holds the stripes. */
+static void cache_store_one(void *arg, uint32_t i)
+{
+	struct cache_store_job *job = arg;
+	const struct index_chunk *chunk = &job->run->chunks[i];
+	struct fs_worker *worker;
+	int r;
+
+	job->fds[i] = -1;
+	r = fs_worker_get(&worker);
+	if (r >= 0)
+		r = fs_fetch_decode(job->ctx, worker, job->layer,
+				    job->chunk_no + i, chunk, job->frames[i]);
+	if (r >= 0)
+		r = cache_keep(job->ctx, worker, job->layer, job->chunk_no + i,
+			       chunk, &job->fds[i]);
+	job->results[i] = r;
+}
+
 /* Decodes and stores the chunks of @run, whose frames are in
- * worker->span; *ret_fd gets the first one's descriptor.  A later chunk
- * that fails is simply fetched again when it is read. */
+ * worker->span, one per pool thread; *ret_fd gets the first one's
+ * descriptor.  A later chunk that fails is simply fetched again when it
+ * is read. */
 static int cache_store_run(struct fs_ctx *ctx, struct fs_worker *worker,
 			   uint32_t layer, uint32_t chunk_no,
 			   const struct cache_run *run, int *ret_fd)
 {
+	struct cache_store_job job = { .ctx = ctx, .layer = layer,
+				       .chunk_no = chunk_no, .run = run };
 	const uint8_t *frame = worker->span.data;
-	int fd, r = 0;
 
-	for (uint32_t i = 0; r >= 0 && i < run->n; i++) {
-		r = fs_fetch_decode(ctx, worker, layer, chunk_no + i,
-				    &run->chunks[i], frame);
-		if (r >= 0)
-			r = cache_keep(ctx, worker, layer, chunk_no + i,
-				       &run->chunks[i], &fd);
-		if (r >= 0 && i == 0)
-			*ret_fd = fd;
-		else if (r >= 0)
-			close(fd);
+	for (uint32_t i = 0; i < run->n; i++) {
+		job.frames[i] = frame;
 		frame += run->chunks[i].blob_len;
 	}
-	return *ret_fd >= 0 ? 0 : r;
+	fs_pool_run(cache_store_one, &job, run->n);
+	for (uint32_t i = 1; i < run->n; i++)
+		if (job.fds[i] >= 0)
+			close(job.fds[i]);
+	*ret_fd = job.fds[0];
+	return job.results[0] < 0 ? job.results[0] : 0;
 }
 
 /*

@@ -222,6 +222,7 @@ static int daemon_start_threads(struct daemon *d, struct fs_metrics **ret_m)
 		       fs_strerror(-r));
 		return r;
 	}
+	fs_pool_start();
 	for (unsigned int i = 0; i < d->n; i++) {
 		r = fs_evict_start(d->ctxs[i]);
 		if (r < 0) {
@@ -290,6 +291,7 @@ out:
 	for (unsigned int i = 0; i < d->n; i++)
 		fs_prefetch_stop(d->ctxs[i]);
 	fs_metrics_stop(metrics);
+	fs_pool_stop();
 	fs_worker_teardown();
 	fs_pidfile_remove(pidfile);
 	return r;

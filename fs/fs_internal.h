@@ -610,6 +610,18 @@ int fs_cache_chunk_fd(struct fs_ctx *ctx, struct fs_worker *worker,
 void fs_cache_hint(struct fs_ctx *ctx, uint32_t layer, uint32_t chunk_no,
 		   int fd);
 
+/* ---- decoding threads (pool.c) ---- */
+
+/* Starts one thread per core (at most 16), in the process that serves;
+ * fewer when the system refuses some (logged).  Returns 0. */
+int fs_pool_start(void);
+/* Ends the threads; no fs_pool_run() may be running. */
+void fs_pool_stop(void);
+/* Runs fn(arg, i) for every i < @n on the pool threads and the calling
+ * thread, and returns when all have returned.  Without threads, or for
+ * one item, the caller runs them all.  @fn must not call fs_pool_run(). */
+void fs_pool_run(void (*fn)(void *arg, uint32_t i), void *arg, uint32_t n);
+
 /* ---- the read path (read.c) ---- */
 
 /* Answers a FUSE read of inode @ino (exactly one reply). */
