@@ -246,8 +246,15 @@ int imgtool_record(int argc, char **argv)
 	} else {
 		return record_usage();
 	}
-	if (optind >= argc || strncmp(src, "oci:", 4) != 0)
+	if (optind >= argc)
 		return record_usage();
+	if (strncmp(src, "oci:", 4) != 0) {
+		/* The profile goes into the image's config: a layout this
+		 * tool can rewrite. */
+		imgtool_error("record needs a local layout (oci:DIR[:TAG]) to "
+			      "attach the profile to, not '%s'", src);
+		return 2;
+	}
 
 	r = record_dirs_make(&d);
 	if (r < 0) {
@@ -265,11 +272,16 @@ int imgtool_record(int argc, char **argv)
 	if (r < 0) {
 		imgtool_error("the daemon did not exit cleanly: %s",
 			      strerror(-r));
-	} else if (status < 0 || !WIFEXITED(status) ||
-		   WEXITSTATUS(status) != 0) {
-		imgtool_error("'%s' failed (status %d): no profile attached",
-			      argv[optind], status < 0 ? status :
-			      WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+	} else if (status < 0) {
+		imgtool_error("cannot run '%s': %s; no profile attached",
+			      argv[optind], strerror(-status));
+	} else if (WIFSIGNALED(status)) {
+		imgtool_error("'%s' was killed by signal %d (%s): no profile "
+			      "attached", argv[optind], WTERMSIG(status),
+			      strsignal(WTERMSIG(status)));
+	} else if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+		imgtool_error("'%s' failed (exit status %d): no profile "
+			      "attached", argv[optind], WEXITSTATUS(status));
 	} else {
 		ret = record_attach(src, &d);
 	}
