@@ -27,9 +27,13 @@
  *    readers is marked doomed and closed by its last put.
  * 4. The evictor flushes the table after removing files (evict.c), so a
  *    removed file's disk space is not held past the readers it has.
+ * 5. The tables of all mounts of the process hold at most fdcache_budget
+ *    descriptors together (fdcache_total counts them), so a daemon with
+ *    several mounts never runs out of descriptors for its own work.
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <sys/resource.h>
 #include <unistd.h>
@@ -51,9 +55,15 @@ struct fd_slot {
 	bool doomed; /* flushed while referenced: the last put closes it */
 };
 
-/* Raises the soft descriptor limit to the hard one and returns how many
- * descriptors the table may hold. */
-static size_t fdcache_capacity(void)
+/* Descriptors all tables of the process may hold together (half of what
+ * RLIMIT_NOFILE leaves), set by the first fs_fdcache_open(), and how many
+ * they hold now.  The mounts of one daemon share the budget. */
+static size_t fdcache_budget;
+static _Atomic size_t fdcache_total;
+
+/* Raises the soft descriptor limit to the hard one and returns the
+ * process's budget. */
+static size_t fdcache_budget_init(void)
 {
 	struct rlimit rl;
 	rlim_t n;
@@ -69,17 +79,29 @@ static size_t fdcache_capacity(void)
 			rl.rlim_cur = want;
 	}
 	n = rl.rlim_cur;
-	if (n == RLIM_INFINITY || n > 4 * FDCACHE_MAX)
-		return FDCACHE_MAX;
-	/* Half of what is left, so other mounts of one process fit too. */
+	if (n == RLIM_INFINITY || n > 2 * (4 * FDCACHE_MAX + FDCACHE_SPARE))
+		return 4 * FDCACHE_MAX;
 	return n > 2 * FDCACHE_SPARE ? (size_t)(n - FDCACHE_SPARE) / 2 : 0;
+}
+
+/* Takes one descriptor of the budget; false when it is spent. */
+static bool fdcache_reserve(void)
+{
+	if (atomic_fetch_add(&fdcache_total, 1) < fdcache_budget)
+		return true;
+	atomic_fetch_sub(&fdcache_total, 1);
+	return false;
 }
 
 int fs_fdcache_open(struct fs_ctx *ctx)
 {
 	struct fs_fdcache *fc = &ctx->fdcache;
-	size_t cap = fdcache_capacity();
+	size_t cap;
 
+	/* Mounts open one after another, before any thread serves. */
+	if (!fdcache_budget)
+		fdcache_budget = fdcache_budget_init();
+	cap = fdcache_budget < FDCACHE_MAX ? fdcache_budget : FDCACHE_MAX;
 	if (!cap)
 		return 0;
 	fc->slot_of = calloc(ctx->n_chunks ? ctx->n_chunks : 1,
@@ -107,6 +129,7 @@ static void slot_close(struct fs_fdcache *fc, struct fd_slot *s)
 	s->refs = 0;
 	s->doomed = false;
 	fc->open--;
+	atomic_fetch_sub(&fdcache_total, 1);
 }
 
 void fs_fdcache_close(struct fs_ctx *ctx)
@@ -154,15 +177,20 @@ int fs_fdcache_get(struct fs_ctx *ctx, uint32_t layer, uint32_t chunk_no)
 	return fd;
 }
 
-/* A slot to reuse: free, or idle and not used since the hand passed. */
+/* A slot to reuse, with a descriptor of the budget taken for it: a free
+ * one while the budget lasts, else an idle one not used since the hand
+ * passed, which is closed.  NULL: none (the caller keeps its own). */
 static struct fd_slot *fdcache_victim(struct fs_fdcache *fc)
 {
 	for (size_t step = 0; step < 2 * fc->cap; step++) {
 		struct fd_slot *s = &fc->slots[fc->hand];
 
 		fc->hand = (fc->hand + 1) % fc->cap;
-		if (s->fd < 0)
-			return s;
+		if (s->fd < 0) {
+			if (fdcache_reserve())
+				return s;
+			continue;
+		}
 		if (s->refs)
 			continue;
 		if (s->recent) {
@@ -170,7 +198,8 @@ static struct fd_slot *fdcache_victim(struct fs_fdcache *fc)
 			continue;
 		}
 		slot_close(fc, s);
-		return s;
+		/* Another mount's table may have taken what was freed. */
+		return fdcache_reserve() ? s : NULL;
 	}
 	return NULL;
 }

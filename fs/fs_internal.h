@@ -296,8 +296,9 @@ struct fs_fdcache {
 	size_t open; /* slots holding a descriptor */
 };
 
-/* Sizes the table from RLIMIT_NOFILE (raising the soft limit to the hard
- * one) after the layers are open.  -ENOMEM. */
+/* Sets up the table after the layers are open: at most 8192 slots, and
+ * half of RLIMIT_NOFILE (the soft limit raised to the hard one) shared
+ * by the tables of all mounts.  Call before threads serve.  -ENOMEM. */
 int fs_fdcache_open(struct fs_ctx *ctx);
 /* Closes every descriptor; no reader may hold one. */
 void fs_fdcache_close(struct fs_ctx *ctx);
