@@ -81,7 +81,7 @@ static size_t fdcache_budget_init(void)
 	n = rl.rlim_cur;
 	if (n == RLIM_INFINITY || n > 2 * (4 * FDCACHE_MAX + FDCACHE_SPARE))
 		return 4 * FDCACHE_MAX;
-	return n > 2 * FDCACHE_SPARE ? (size_t)(n - FDCACHE_SPARE) / 2 : 0;
+	return n > FDCACHE_SPARE ? (size_t)(n - FDCACHE_SPARE) / 2 : 0;
 }
 
 /* Takes one descriptor of the budget; false when it is spent. */

@@ -293,7 +293,8 @@ struct fs_fdcache {
 	uint32_t *slot_of; /* [chunk key]: slot + 1; 0: not open */
 	struct fd_slot *slots;
 	size_t hand; /* the clock hand */
-	size_t open; /* slots holding a descriptor */
+	/* slots holding a descriptor; atomic for the status reader */
+	_Atomic size_t open;
 };
 
 /* Sets up the table after the layers are open: at most 8192 slots, and

@@ -72,7 +72,9 @@ size_t fs_stats_format(const struct fs_ctx *ctx, char *buf, size_t size)
 		     "inodes %" PRIu64 "\n"
 		     "cache_max %" PRIu64 "\n"
 		     "cache_bytes %" PRIu64 "\n"
-		     "cache_evicted_bytes %" PRIu64 "\n",
+		     "cache_evicted_bytes %" PRIu64 "\n"
+		     "cache_fds %zu\n"
+		     "cache_fds_max %zu\n",
 		     LOAD(blob_bytes_read), LOAD(blob_reads),
 		     LOAD(chunks_fetched), LOAD(cache_hits),
 		     LOAD(cache_misses), LOAD(bytes_served),
@@ -80,7 +82,10 @@ size_t fs_stats_format(const struct fs_ctx *ctx, char *buf, size_t size)
 		     ctx->n_layers, ctx->n_inodes, ctx->evict.max,
 		     atomic_load_explicit(&ctx->evict.bytes,
 					  memory_order_relaxed),
-		     LOAD(cache_evicted_bytes));
+		     LOAD(cache_evicted_bytes),
+		     atomic_load_explicit(&ctx->fdcache.open,
+					  memory_order_relaxed),
+		     ctx->fdcache.cap);
 #undef LOAD
 	if (n >= 0 && (size_t)n < size && ctx->remote) {
 		const struct fs_remote_stats *r = fs_remote_stats(ctx->remote);

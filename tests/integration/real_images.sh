@@ -26,6 +26,24 @@ for img in debian-minbase python-numpy; do
 	unmount_fg "$WORK/mnt-$img"
 done
 
+say "python-numpy: few descriptors (hard limit 400): the table of open cache files cycles"
+# 400 descriptors leave (400 - 256) / 2 = 72 for the table, far fewer
+# than the image has chunk files.
+printf '#!/bin/sh\nulimit -n 400 && exec "%s" "$@"\n' "$IMGTOOL" \
+	>"$WORK/imgtool-fewfds"
+chmod +x "$WORK/imgtool-fewfds"
+IMGTOOL=$WORK/imgtool-fewfds mount_fg "oci:$WORK/python-numpy" \
+	"$WORK/mnt-fds" -o "cache=$WORK/cache-python-numpy"
+python3 "$TESTS/treecmp.py" --random-reads 500 "$WORK/want-python-numpy" \
+	"$WORK/mnt-fds" || fail "tree differs with few descriptors"
+fds=$(stat_of "$WORK/mnt-fds" cache_fds)
+fds_max=$(stat_of "$WORK/mnt-fds" cache_fds_max)
+hits=$(stat_of "$WORK/mnt-fds" cache_hits)
+say "open cache files: $fds of at most $fds_max, $hits cache hits"
+[ "$fds_max" = 72 ] || fail "table of $fds_max descriptors, not 72"
+[ "$fds" -le 72 ] && [ "$fds" -gt 0 ] || fail "$fds descriptors held"
+unmount_fg "$WORK/mnt-fds"
+
 say "python-numpy: a stock client unpacks the converted image alike"
 umoci_unpack "$WORK/python-numpy" "$WORK/stock"
 python3 "$TESTS/treecmp.py" "$WORK/want-python-numpy" "$WORK/stock" ||
