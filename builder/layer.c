@@ -158,11 +158,14 @@ static int unpack_layer(const char *src, int tar_fd, uint8_t diff_id[32],
 	struct archive *a = archive_read_new();
 	uint64_t total = 0, max_tar = o->max_tar ? o->max_tar : BUILDER_TAR_MAX;
 	EVP_MD_CTX *sha = EVP_MD_CTX_new();
-	static __thread uint8_t buf[1 << 20];
+	/* On the heap: a thread-local array would be set up in every
+	 * thread of the process, the daemon's too (1 MiB of RSS each). */
+	const size_t buf_size = 1u << 20;
+	uint8_t *buf = malloc(buf_size);
 	unsigned int dlen;
 	int r, ret = 0;
 
-	if (!a || !sha) {
+	if (!a || !sha || !buf) {
 		ret = -ENOMEM;
 		goto out;
 	}
@@ -182,7 +185,7 @@ static int unpack_layer(const char *src, int tar_fd, uint8_t diff_id[32],
 		goto out;
 	}
 	for (;;) {
-		la_ssize_t n = archive_read_data(a, buf, sizeof(buf));
+		la_ssize_t n = archive_read_data(a, buf, buf_size);
 
 		if (n == 0)
 			break;
@@ -221,6 +224,7 @@ done:
 	EVP_DigestFinal_ex(sha, diff_id, &dlen);
 	*ret_size = total;
 out:
+	free(buf);
 	EVP_MD_CTX_free(sha);
 	archive_read_free(a);
 	return ret;

@@ -43,9 +43,9 @@ static void daemon_escape_into(char *out, const char *s)
 static int daemon_mount_opts(const struct fs_options *opts, char **ret_opts)
 {
 	static const char fixed[] = "ro,default_permissions,subtype=imgfs,"
-				    "fsname=imgfs:";
+				    "max_read=%u,fsname=imgfs:";
 	const char *user = opts->fuse_opts ? opts->fuse_opts : "";
-	size_t n = strlen(user) + 1 + sizeof(fixed) +
+	size_t n = strlen(user) + 1 + sizeof(fixed) + 10 +
 		   2 * strlen(opts->source) + 1;
 	char *buf, *p;
 
@@ -55,7 +55,7 @@ static int daemon_mount_opts(const struct fs_options *opts, char **ret_opts)
 	p = buf;
 	if (*user)
 		p += sprintf(p, "%s,", user);
-	p = stpcpy(p, fixed);
+	p += sprintf(p, fixed, fs_read_max());
 	daemon_escape_into(p, opts->source);
 
 	*ret_opts = buf;

@@ -44,6 +44,17 @@
  * holds an unbounded number of descriptors. */
 #define FS_READ_MAX_FDS 64
 
+/* The largest read the kernel sends (FUSE_MAX_MAX_PAGES pages). */
+#define FS_READ_MAX (1u << 20)
+/* A spliced read reply names at most this many cache files. */
+#define FS_SPLICE_PIECES 16
+
+/* The max_read of every mount (ops.c): FS_READ_MAX, or less when the
+ * pipes this process may make cannot hold a spliced reply of that size
+ * and FS_SPLICE_PIECES pieces (fs.pipe-max-size is 1 MiB without
+ * CAP_SYS_RESOURCE).  The same in the mount options and at INIT. */
+unsigned int fs_read_max(void);
+
 /* The kernel's read-ahead on a mount, in KiB, when root may set it: four
  * chunks of a large file (read.c). */
 #define FS_KERNEL_READAHEAD_KB 4096

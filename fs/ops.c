@@ -129,6 +129,25 @@ static size_t ops_pipe_max(void)
 	return n > 0 ? (size_t)n : 0;
 }
 
+unsigned int fs_read_max(void)
+{
+	static _Atomic unsigned int cached;
+	const size_t room = (FS_SPLICE_PIECES + 2) * (size_t)FS_BLOCK_SIZE;
+	unsigned int max = atomic_load(&cached);
+	size_t pipe_max;
+
+	if (max)
+		return max;
+	pipe_max = ops_pipe_max();
+	max = FS_READ_MAX;
+	/* Without a big enough pipe every full-size read would be copied
+	 * through a buffer per thread: smaller reads splice instead. */
+	if (pipe_max > room && pipe_max < FS_READ_MAX + room)
+		max = (unsigned int)((pipe_max - room) & ~(size_t)(FS_BLOCK_SIZE - 1));
+	atomic_store(&cached, max);
+	return max;
+}
+
 static void ops_init(void *userdata, struct fuse_conn_info *conn)
 {
 	struct fs_ctx *ctx = userdata;
@@ -151,6 +170,8 @@ static void ops_init(void *userdata, struct fuse_conn_info *conn)
 	conn->want &= ~FUSE_CAP_READDIRPLUS_AUTO;
 	if (conn->want & FUSE_CAP_SPLICE_WRITE)
 		atomic_store(&ctx->splice_max, ops_pipe_max());
+	/* libfuse insists on the max_read of the mount options. */
+	conn->max_read = fs_read_max();
 	/* Where the kernel can do without OPEN and OPENDIR (an ENOSYS
 	 * answer to the first one turns them off for the mount), it keeps
 	 * pages and listings cached across opens on its own, and opening
@@ -165,9 +186,10 @@ static void ops_init(void *userdata, struct fuse_conn_info *conn)
 	}
 	/* libfuse starts at the kernel's offer, which is also the most the
 	 * kernel accepts: keep it. */
-	fs_debug("init: capable 0x%x want 0x%x max_readahead %u, pipes up "
-		 "to %zu bytes%s%s", conn->capable, conn->want,
-		 conn->max_readahead, atomic_load(&ctx->splice_max),
+	fs_debug("init: capable 0x%x want 0x%x max_readahead %u max_read %u, "
+		 "pipes up to %zu bytes%s%s", conn->capable, conn->want,
+		 conn->max_readahead, conn->max_read,
+		 atomic_load(&ctx->splice_max),
 		 atomic_load(&ctx->no_open) ? ", no open" : "",
 		 atomic_load(&ctx->no_opendir) ? ", no opendir" : "");
 	atomic_store(&ctx->init_done, true);

@@ -309,7 +309,7 @@ static bool read_splice_fits(const struct fs_ctx *ctx, size_t len, size_t n)
 	size_t pipe_max = atomic_load_explicit(&ctx->splice_max,
 					       memory_order_relaxed);
 
-	return pipe_max && len <= pipe_max &&
+	return pipe_max && len <= pipe_max && n <= FS_SPLICE_PIECES &&
 	       (n + 2) * (size_t)FS_BLOCK_SIZE <= pipe_max - len;
 }
 
