@@ -536,6 +536,23 @@ static int check_merge(const struct built_indexes *x, char *err,
 	return 0;
 }
 
+/* Names the layer, counted from the bottom as in the manifest, in a
+ * message about it that does not name its file yet: "layer 2 of 3: tar
+ * entry ...". */
+static void layer_err_prefix(char *err, size_t err_size, uint32_t i,
+			     uint32_t n, const char *path)
+{
+	char *msg;
+
+	if (!err || !err_size || strstr(err, path))
+		return;
+	msg = strdup(err);
+	if (!msg)
+		return;
+	snprintf(err, err_size, "layer %u of %u: %s", i + 1, n, msg);
+	free(msg);
+}
+
 static int convert_layers(const struct source *s, const char *dst,
 			  const struct builder_options *opts,
 			  struct json_object *layers,
@@ -562,8 +579,11 @@ static int convert_layers(const struct source *s, const char *dst,
 					  opts, i, s->n_layers, digest, &loc,
 					  &ls, &x.data[i], &x.size[i], err,
 					  err_size);
-		if (r < 0)
+		if (r < 0) {
+			layer_err_prefix(err, err_size, i, s->n_layers,
+					 s->layer_paths[i]);
 			goto out;
+		}
 		x.n++;
 		d = descriptor(INDEX_MEDIA_LAYER_ZSTD, digest, ls.blob_size);
 		annotate(d, &loc);

@@ -418,6 +418,17 @@ int fs_metrics_start(struct fs_ctx *const *ctxs, unsigned int n,
 	r = metrics_new(ctxs, n, opts, &m);
 	if (r < 0)
 		goto err;
+	/* A file that cannot be written now is a mistake in the options:
+	 * refuse to start rather than log it every interval. */
+	r = metrics_write(m);
+	if (r < 0) {
+		fs_log(LOG_ERR, "cannot write metrics file %s: %s", m->path,
+		       fs_strerror(-r));
+		free(m->labels);
+		free(m->path);
+		free(m);
+		return r;
+	}
 	r = metrics_cond_init(&m->cond);
 	if (r < 0)
 		goto err_free;

@@ -581,9 +581,53 @@ static bool curl_transient(CURLcode rc)
 	}
 }
 
+/*
+ * The start of an error page as one line for a message: an HTML page's
+ * <title> (or its text without tags), control characters and runs of
+ * blanks as one space, at most @size - 1 bytes.  Servers' 404 pages are
+ * otherwise a screen of markup.
+ */
+static void body_text(const char *body, char *out, size_t size)
+{
+	const char *title = strcasestr(body, "<title>");
+	const char *end = NULL;
+	bool tag = false, blank = true;
+	size_t n = 0;
+
+	if (title) {
+		body = title + 7;
+		end = strcasestr(body, "</title>");
+	}
+	for (const char *p = body; *p && (!end || p < end) && n + 1 < size;
+	     p++) {
+		unsigned char c = (unsigned char)*p;
+
+		if (c == '<') {
+			tag = true;
+			continue;
+		}
+		if (tag) {
+			tag = c != '>';
+			continue;
+		}
+		if (c < 0x20 || c == 0x7f || c == ' ') {
+			if (!blank)
+				out[n++] = ' ';
+			blank = true;
+			continue;
+		}
+		out[n++] = (char)c;
+		blank = false;
+	}
+	while (n > 0 && out[n - 1] == ' ')
+		n--;
+	out[n] = '\0';
+}
+
 static enum outcome classify(struct xfer *x, CURLcode rc, char *cause,
 			     size_t cause_size, int *ret_errno)
 {
+	char text[121];
 	*ret_errno = -EIO;
 	if (x->complete)
 		return OUT_DONE;
@@ -607,8 +651,9 @@ static enum outcome classify(struct xfer *x, CURLcode rc, char *cause,
 			 x->got, x->len);
 		return OUT_RETRY;
 	}
-	snprintf(cause, cause_size, "HTTP %ld%s%.120s", x->status,
-		 x->err_body_len ? ": " : "", x->err_body);
+	body_text(x->err_body, text, sizeof(text));
+	snprintf(cause, cause_size, "HTTP %ld%s%s", x->status,
+		 text[0] ? ": " : "", text);
 	if (x->status == 401 || (x->status == 403 && x->www_auth[0]))
 		return OUT_AUTH;
 	if (x->status == 403 && x->sent_auth)

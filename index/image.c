@@ -349,10 +349,18 @@ static int load_layer(struct index_image *img, struct json_object *desc,
 	const char *media = get_string(desc, "mediaType");
 	uint8_t raw[32];
 
-	if (!digest || index_digest_parse(digest, raw) < 0 || !size ||
-	    json_object_get_int64(size) < 0)
+	if (!digest)
 		return index_seterr(err, err_size, -EINVAL,
-			      "layer %u: bad digest or size in the manifest", i);
+				    "layer %u: no digest in the manifest", i);
+	if (index_digest_parse(digest, raw) < 0)
+		return index_seterr(err, err_size, -EINVAL,
+				    "layer %u: bad digest '%.80s' in the "
+				    "manifest (want sha256: and 64 hex digits)",
+				    i, digest);
+	if (!size || json_object_get_int64(size) < 0)
+		return index_seterr(err, err_size, -EINVAL,
+				    "layer %u: no size, or a negative one, in "
+				    "the manifest", i);
 	l->digest = strdup(digest);
 	l->media_type = strdup(media ? media : "");
 	if (!l->digest || !l->media_type)

@@ -69,4 +69,8 @@ unmount_fg "$WORK/mnt"
 [ "$(metric imgfs_cache_hits_total)" = "$hits" ] ||
 	fail "final cache hits $(metric imgfs_cache_hits_total), status said $hits"
 [ ! -e "$M.tmp" ] || fail "temporary file left behind"
+
+say "a metrics file that cannot be written refuses the mount"
+mount_refused "cannot write metrics file $WORK/no-such-dir/m.prom" \
+	"oci:$WORK/out" -o "cache=$WORK/cache,metrics=$WORK/no-such-dir/m.prom"
 say "ok"

@@ -109,4 +109,9 @@ mount_fg "http://127.0.0.1:$NGINX_PORT/python-numpy" "$WORK/mnt" \
 python3 "$TESTS/treecmp.py" --random-reads 200 "$WORK/want" "$WORK/mnt" ||
 	fail "tree served by nginx differs from umoci's"
 unmount_fg "$WORK/mnt"
+# nginx's 404 page is HTML: the message gives its title, not the markup.
+mount_refused "HTTP 404: 404 Not Found" \
+	"http://127.0.0.1:$NGINX_PORT/no-such-image"
+! grep -q "<" "$WORK/refused.err" ||
+	fail "markup in the message: $(cat "$WORK/refused.err")"
 say "ok"
