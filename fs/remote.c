@@ -423,6 +423,7 @@ static size_t on_header(char *line, size_t size, size_t nmemb, void *arg)
 		x->retry_after_s = -1;
 		x->www_auth[0] = '\0';
 		x->err_body_len = 0;
+		x->err_body[0] = '\0';
 	} else if (header_is(line, n, "Content-Range", &v)) {
 		unsigned long long a, b;
 
@@ -651,7 +652,7 @@ static enum outcome classify(struct xfer *x, CURLcode rc, char *cause,
 			 x->got, x->len);
 		return OUT_RETRY;
 	}
-	body_text(x->err_body, text, sizeof(text));
+	body_text(x->err_body_len ? x->err_body : "", text, sizeof(text));
 	snprintf(cause, cause_size, "HTTP %ld%s%s", x->status,
 		 text[0] ? ": " : "", text);
 	if (x->status == 401 || (x->status == 403 && x->www_auth[0]))
