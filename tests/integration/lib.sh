@@ -136,6 +136,14 @@ stat_of() {
 	"$IMGTOOL" status "$1" | awk -v k="$2" '$1 == k { print $2 }'
 }
 
+# import_numpy ROOT: python in the python-numpy image at ROOT imports
+# numpy and sums with it; fails the test unless it prints 15.
+import_numpy() {
+	local out
+	out=$(chroot "$1" python3 -c 'import numpy; print(numpy.arange(6).sum())')
+	[ "$out" = 15 ] || fail "python printed '$out', not 15"
+}
+
 # synthetic_image DIR: the generated layers as an OCI layout in DIR/oci
 # (gzip, zstd and plain layers) and its conversion in DIR/out.
 synthetic_image() {
