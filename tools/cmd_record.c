@@ -17,6 +17,8 @@
 #include <getopt.h>
 #include <inttypes.h>
 #include <sched.h>
+#include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -61,6 +63,26 @@ static int record_dirs_make(struct record_dirs *d)
 	return 0;
 }
 
+/* The signal (SIGINT, SIGTERM, SIGHUP) that asked record to stop; the
+ * command gets it too, then record unmounts, cleans up and exits. */
+static volatile sig_atomic_t record_signal;
+
+static void record_on_signal(int sig)
+{
+	record_signal = sig;
+}
+
+static void record_catch_signals(void)
+{
+	struct sigaction sa = { .sa_handler = record_on_signal };
+
+	/* No SA_RESTART: waits end early and look at record_signal. */
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
+}
+
 /* Starts the daemon in the foreground of a child; returns its pid once
  * the mount is up, or a negative errno. */
 static pid_t record_mount(const struct record_dirs *d, const char *src,
@@ -77,6 +99,9 @@ static pid_t record_mount(const struct record_dirs *d, const char *src,
 		return -ENOMEM;
 	pid = fork();
 	if (pid == 0) {
+		/* Out of the terminal's process group: a Ctrl-C is for the
+		 * command, and record ends the daemon itself. */
+		setpgid(0, 0);
 		execl("/proc/self/exe", "imgtool", "mount", "-f", "-o", opts,
 		      src, d->mnt, (char *)NULL);
 		_exit(127);
@@ -84,7 +109,8 @@ static pid_t record_mount(const struct record_dirs *d, const char *src,
 	free(opts);
 	if (pid < 0 || stat(d->root, &root_st) < 0)
 		return -errno;
-	for (int ms = 0; ms < RECORD_MOUNT_WAIT_MS; ms += 50) {
+	for (int ms = 0; ms < RECORD_MOUNT_WAIT_MS && !record_signal;
+	     ms += 50) {
 		if (stat(d->mnt, &st) == 0 && st.st_dev != root_st.st_dev)
 			return pid;
 		if (waitpid(pid, &status, WNOHANG) == pid)
@@ -93,7 +119,7 @@ static pid_t record_mount(const struct record_dirs *d, const char *src,
 	}
 	kill(pid, SIGTERM);
 	waitpid(pid, &status, 0);
-	return -ETIMEDOUT;
+	return record_signal ? -EINTR : -ETIMEDOUT;
 }
 
 /* In the child: the container's root, then the program.  Never returns. */
@@ -143,10 +169,21 @@ static int record_run(const struct record_dirs *d, char **cmd)
 	pid_t pid = fork();
 	int status;
 
+	bool forwarded = false;
+
 	if (pid == 0)
 		record_exec(d, cmd);
-	if (pid < 0 || waitpid(pid, &status, 0) < 0)
+	if (pid < 0)
 		return -errno;
+	while (waitpid(pid, &status, 0) < 0) {
+		if (errno != EINTR)
+			return -errno;
+		/* Signalled: pass it on once and wait for the command. */
+		if (record_signal && !forwarded) {
+			kill(pid, record_signal);
+			forwarded = true;
+		}
+	}
 	return status;
 }
 
@@ -157,8 +194,9 @@ static int record_unmount(const struct record_dirs *d, pid_t daemon)
 
 	if (umount2(d->mnt, 0) < 0 && umount2(d->mnt, MNT_DETACH) < 0)
 		return -errno;
-	if (waitpid(daemon, &status, 0) < 0)
-		return -errno;
+	while (waitpid(daemon, &status, 0) < 0)
+		if (errno != EINTR)
+			return -errno;
 	return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : -EIO;
 }
 
@@ -262,9 +300,12 @@ int imgtool_record(int argc, char **argv)
 			      strerror(-r));
 		return 1;
 	}
+	record_catch_signals();
 	daemon = record_mount(&d, src, user_opts);
 	if (daemon < 0) {
 		imgtool_error("cannot mount %s: %s", src, strerror(-daemon));
+		if (record_signal)
+			ret = 128 + (int)record_signal;
 		goto out;
 	}
 	status = record_run(&d, argv + optind);
@@ -272,6 +313,11 @@ int imgtool_record(int argc, char **argv)
 	if (r < 0) {
 		imgtool_error("the daemon did not exit cleanly: %s",
 			      strerror(-r));
+	} else if (record_signal) {
+		imgtool_error("stopped by signal %d (%s): no profile attached",
+			      (int)record_signal,
+			      strsignal((int)record_signal));
+		ret = 128 + (int)record_signal;
 	} else if (status < 0) {
 		imgtool_error("cannot run '%s': %s; no profile attached",
 			      argv[optind], strerror(-status));

@@ -53,6 +53,16 @@ if "$IMGTOOL" record "docker://127.0.0.1:$REG_PORT/python-numpy:latest" \
 fi
 grep -q "needs a local layout" "$WORK/rec.err" ||
 	fail "unclear error: $(cat "$WORK/rec.err")"
+"$IMGTOOL" record "oci:$WORK/img:latest" -- sleep 60 2>"$WORK/rec.err" &
+rec_pid=$!
+sleep 2
+kill -TERM "$rec_pid"
+rc=0
+wait "$rec_pid" || rc=$?
+[ "$rc" = 143 ] || fail "record ended with $rc after SIGTERM, not 143"
+! grep -q imgfs-record /proc/mounts || fail "record left its mount behind"
+compgen -G "/var/tmp/imgfs-record.*" >/dev/null &&
+	fail "record left its scratch directory: $(echo /var/tmp/imgfs-record.*)"
 push_image "$WORK/prof" "127.0.0.1:$REG_PORT/python-numpy:profiled" \
 	--dest-creds "$REG_USER:$REG_PASS"
 
