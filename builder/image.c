@@ -10,6 +10,8 @@
 #include <archive_entry.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -536,12 +538,13 @@ static int check_merge(const struct built_indexes *x, char *err,
 	return 0;
 }
 
-/* Names the layer, counted from the bottom as in the manifest, in a
- * message about it that does not name its file yet: "layer 2 of 3: tar
- * entry ...". */
+/* Names the layer in a message about it that does not name its file
+ * yet, as the daemon does: counted from 0 at the bottom, with its file
+ * (a blob's digest): "layer 1 (9f2c...): tar entry ...". */
 static void layer_err_prefix(char *err, size_t err_size, uint32_t i,
-			     uint32_t n, const char *path)
+			     const char *path)
 {
+	const char *base = strrchr(path, '/');
 	char *msg;
 
 	if (!err || !err_size || strstr(err, path))
@@ -549,7 +552,8 @@ static void layer_err_prefix(char *err, size_t err_size, uint32_t i,
 	msg = strdup(err);
 	if (!msg)
 		return;
-	snprintf(err, err_size, "layer %u of %u: %s", i + 1, n, msg);
+	snprintf(err, err_size, "layer %u (%s): %s", i, base ? base + 1 : path,
+		 msg);
 	free(msg);
 }
 
@@ -580,8 +584,7 @@ static int convert_layers(const struct source *s, const char *dst,
 					  &ls, &x.data[i], &x.size[i], err,
 					  err_size);
 		if (r < 0) {
-			layer_err_prefix(err, err_size, i, s->n_layers,
-					 s->layer_paths[i]);
+			layer_err_prefix(err, err_size, i, s->layer_paths[i]);
 			goto out;
 		}
 		x.n++;
@@ -647,6 +650,18 @@ static int write_manifest(const char *dir, const char *tag,
 	return 0;
 }
 
+static int rm_entry(const char *path, const struct stat *st, int type,
+		    struct FTW *ftw)
+{
+	(void)st;
+	(void)ftw;
+	if (type == FTW_DP)
+		rmdir(path);
+	else
+		unlink(path);
+	return 0;
+}
+
 int builder_build_image(const char *src, const char *dst,
 			const struct builder_options *opts,
 			struct builder_stats *ret_stats, char *err,
@@ -656,6 +671,8 @@ int builder_build_image(const char *src, const char *dst,
 	struct json_object *layers = NULL;
 	struct timespec t0, t1;
 	char *dir = NULL, *tag = NULL;
+	bool made_dir = false;
+	struct stat st;
 	int r;
 
 	clock_gettime(CLOCK_MONOTONIC, &t0);
@@ -666,6 +683,9 @@ int builder_build_image(const char *src, const char *dst,
 			    "destination must be oci:DIR[:TAG], not '%s'", dst);
 		goto out;
 	}
+	/* A layout this build starts goes again if the build fails; one
+	 * that was there keeps what it had (and any blob written). */
+	made_dir = stat(dir, &st) < 0 && errno == ENOENT;
 	r = prepare_dst(dir, err, err_size);
 	if (r < 0)
 		goto out;
@@ -691,6 +711,8 @@ out:
 			     (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
 	json_object_put(layers);
 	source_free(&s);
+	if (r < 0 && made_dir)
+		nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS | FTW_MOUNT);
 	free(dir);
 	free(tag);
 	return r;

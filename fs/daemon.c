@@ -73,6 +73,10 @@ int fs_session_create(const struct fs_options *opts, void *userdata,
 	r = daemon_mount_opts(opts, &mount_opts);
 	if (r < 0)
 		goto out;
+	if (opts->fuse_opts && strstr(opts->fuse_opts, "max_read="))
+		fs_log(LOG_WARNING, "ignoring max_read: reads are capped at "
+		       "%u bytes to fit the pipes spliced replies use",
+		       fs_read_max());
 	r = -ENOMEM;
 	if (fuse_opt_add_arg(&args, "imgfs") < 0 ||
 	    fuse_opt_add_arg(&args, "-o") < 0 ||
@@ -376,8 +380,10 @@ int fs_run(const struct fs_options *opts)
 	}
 	for (unsigned int i = 0; r >= 0 && i < d.n; i++)
 		r = daemon_open_one(&d, i);
-	if (r >= 0)
+	if (r >= 0) {
+		fs_fdcache_share(d.ctxs, d.n);
 		r = daemon_main(&d);
+	}
 
 	daemon_close_all(&d);
 	fs_log_close();

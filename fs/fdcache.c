@@ -32,6 +32,7 @@
  *    several mounts never runs out of descriptors for its own work.
  */
 #include <errno.h>
+#include <stdint.h>
 #include <fcntl.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -46,6 +47,9 @@
 #define FDCACHE_MAX 8192
 /* Descriptors left for everything else: FUSE, sockets, the blobs. */
 #define FDCACHE_SPARE 256
+/* Fewer than this and parallel reads fail for want of descriptors
+ * (pipes, cache files, sockets): refused at start. */
+#define FDCACHE_MIN_LIMIT 64
 
 struct fd_slot {
 	size_t key; /* global chunk number (fs_ctx_chunk_key) */
@@ -61,9 +65,9 @@ struct fd_slot {
 static size_t fdcache_budget;
 static _Atomic size_t fdcache_total;
 
-/* Raises the soft descriptor limit to the hard one and returns the
- * process's budget. */
-static size_t fdcache_budget_init(void)
+/* Raises the soft descriptor limit to the hard one and sets the
+ * process's budget.  -EMFILE (logged) under FDCACHE_MIN_LIMIT. */
+static int fdcache_budget_init(void)
 {
 	struct rlimit rl;
 	rlim_t n;
@@ -79,9 +83,17 @@ static size_t fdcache_budget_init(void)
 			rl.rlim_cur = want;
 	}
 	n = rl.rlim_cur;
+	if (n < FDCACHE_MIN_LIMIT) {
+		fs_log(LOG_ERR, "only %ju file descriptors allowed "
+		       "(RLIMIT_NOFILE); the daemon needs at least %d",
+		       (uintmax_t)n, FDCACHE_MIN_LIMIT);
+		return -EMFILE;
+	}
 	if (n == RLIM_INFINITY || n > 2 * (4 * FDCACHE_MAX + FDCACHE_SPARE))
-		return 4 * FDCACHE_MAX;
-	return n > FDCACHE_SPARE ? (size_t)(n - FDCACHE_SPARE) / 2 : 0;
+		fdcache_budget = 4 * FDCACHE_MAX;
+	else if (n > FDCACHE_SPARE)
+		fdcache_budget = (size_t)(n - FDCACHE_SPARE) / 2;
+	return 0;
 }
 
 /* Takes one descriptor of the budget; false when it is spent. */
@@ -96,11 +108,17 @@ static bool fdcache_reserve(void)
 int fs_fdcache_open(struct fs_ctx *ctx)
 {
 	struct fs_fdcache *fc = &ctx->fdcache;
+	static bool budget_set;
 	size_t cap;
+	int r;
 
 	/* Mounts open one after another, before any thread serves. */
-	if (!fdcache_budget)
-		fdcache_budget = fdcache_budget_init();
+	if (!budget_set) {
+		r = fdcache_budget_init();
+		if (r < 0)
+			return r;
+		budget_set = true;
+	}
 	cap = fdcache_budget < FDCACHE_MAX ? fdcache_budget : FDCACHE_MAX;
 	if (!cap)
 		return 0;
@@ -290,4 +308,18 @@ void fs_fdcache_flush(struct fs_ctx *ctx)
 			slot_close(fc, s);
 	}
 	pthread_mutex_unlock(&fc->lock);
+}
+
+void fs_fdcache_share(struct fs_ctx *const *ctxs, unsigned int n)
+{
+	size_t share = n ? fdcache_budget / n : 0;
+
+	for (unsigned int i = 0; i < n; i++) {
+		struct fs_fdcache *fc = &ctxs[i]->fdcache;
+
+		/* The slots beyond stay unused; nothing is open yet. */
+		if (fc->cap > share)
+			fc->cap = share ? share : 1;
+		fc->hand = 0;
+	}
 }

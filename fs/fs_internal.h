@@ -310,10 +310,14 @@ struct fs_fdcache {
 
 /* Sets up the table after the layers are open: at most 8192 slots, and
  * half of RLIMIT_NOFILE (the soft limit raised to the hard one) shared
- * by the tables of all mounts.  Call before threads serve.  -ENOMEM. */
+ * by the tables of all mounts.  Call before threads serve.  -ENOMEM, or
+ * -EMFILE (logged) when the limit is under 64. */
 int fs_fdcache_open(struct fs_ctx *ctx);
 /* Closes every descriptor; no reader may hold one. */
 void fs_fdcache_close(struct fs_ctx *ctx);
+/* Gives each of the @n mounts of the daemon an equal part of the budget,
+ * before any serves (one mount could take it all otherwise). */
+void fs_fdcache_share(struct fs_ctx *const *ctxs, unsigned int n);
 /* A held descriptor of the chunk's verified cache file, or -1. */
 int fs_fdcache_get(struct fs_ctx *ctx, uint32_t layer, uint32_t chunk_no);
 /* Offers @fd (of the chunk's verified cache file; the call takes it) to

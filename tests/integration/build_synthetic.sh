@@ -70,6 +70,7 @@ if "$IMGTOOL" build -q -m 16 "oci:$WORK/bomb-oci" "oci:$WORK/bomb" \
 fi
 grep -q "decompresses to more than 16777216 bytes" "$WORK/bomb.err" ||
 	fail "unclear error: $(cat "$WORK/bomb.err")"
+[ ! -e "$WORK/bomb" ] || fail "the failed build left $WORK/bomb behind"
 
 say "a plain tar over -m is refused without being read"
 mkdir -p "$WORK/big"

@@ -43,6 +43,11 @@ say "open cache files: $fds of at most $fds_max, $hits cache hits"
 [ "$fds_max" = 72 ] || fail "table of $fds_max descriptors, not 72"
 [ "$fds" -le 72 ] && [ "$fds" -gt 0 ] || fail "$fds descriptors held"
 unmount_fg "$WORK/mnt-fds"
+printf '#!/bin/sh\nulimit -n 32 && exec "%s" "$@"\n' "$IMGTOOL" \
+	>"$WORK/imgtool-32fds"
+chmod +x "$WORK/imgtool-32fds"
+IMGTOOL=$WORK/imgtool-32fds mount_refused "the daemon needs at least 64" \
+	"oci:$WORK/python-numpy" -o "cache=$WORK/cache-python-numpy"
 
 say "python-numpy: a stock client unpacks the converted image alike"
 umoci_unpack "$WORK/python-numpy" "$WORK/stock"
