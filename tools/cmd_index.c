@@ -5,12 +5,14 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <openssl/evp.h>
 #include <openssl/sha.h>
 #include <zstd.h>
 
@@ -249,18 +251,57 @@ static const char *verify_chunk(int fd, const struct index_chunk *c,
 	return NULL;
 }
 
+/* SHA-256 of the whole file @fd into @out.  -errno. */
+static int hash_file(int fd, uint8_t *buf, size_t size, uint8_t out[32])
+{
+	EVP_MD_CTX *sha = EVP_MD_CTX_new();
+	uint64_t off = 0;
+	ssize_t n;
+
+	if (!sha)
+		return -ENOMEM;
+	EVP_DigestInit_ex(sha, EVP_sha256(), NULL);
+	while ((n = pread(fd, buf, size, (off_t)off)) > 0) {
+		EVP_DigestUpdate(sha, buf, (size_t)n);
+		off += (uint64_t)n;
+	}
+	EVP_DigestFinal_ex(sha, out, NULL);
+	EVP_MD_CTX_free(sha);
+	return n < 0 ? -errno : 0;
+}
+
+/* Compares @got with the digest string @want ("sha256:..."). */
+static bool digest_is(const uint8_t got[32], const char *want)
+{
+	uint8_t raw[32];
+
+	return index_digest_parse(want, raw) == 0 && memcmp(raw, got, 32) == 0;
+}
+
 static int verify_layer(const struct target *t, uint32_t l, uint8_t *cbuf,
 			uint8_t *dbuf, ZSTD_DCtx *dctx)
 {
 	const struct index_reader *rd = t->maps[l]->reader;
+	const struct index_image_layer *desc =
+		t->image ? &t->image->layers[l] : NULL;
 	uint32_t n = index_reader_chunk_count(rd);
 	int fd = open(t->paths[l], O_RDONLY | O_CLOEXEC);
+	EVP_MD_CTX *tar_sha = EVP_MD_CTX_new();
+	uint8_t sha[32];
+	char hex[65];
+	int status = 1;
 
 	if (fd < 0) {
 		imgtool_error("cannot open '%s': %s", t->paths[l],
 			      strerror(errno));
+		EVP_MD_CTX_free(tar_sha);
 		return 1;
 	}
+	if (!tar_sha)
+		goto out;
+	EVP_DigestInit_ex(tar_sha, EVP_sha256(), NULL);
+	/* The chunks cover the tar in order: their bytes hash to the
+	 * layer's DiffID. */
 	for (uint32_t i = 0; i < n; i++) {
 		struct index_chunk c;
 		const char *why;
@@ -272,11 +313,39 @@ static int verify_layer(const struct target *t, uint32_t l, uint8_t *cbuf,
 				      ", tar offset %" PRIu64 "): %s",
 				      l, t->names[l], i, c.blob_off, c.tar_off,
 				      why);
-			close(fd);
-			return 1;
+			goto out;
+		}
+		EVP_DigestUpdate(tar_sha, dbuf, c.tar_len);
+	}
+	EVP_DigestFinal_ex(tar_sha, sha, NULL);
+	if (desc && desc->diff_id && !digest_is(sha, desc->diff_id)) {
+		index_hex(sha, 32, hex);
+		imgtool_error("layer %u %s: the chunks make a tar of sha256:%s, "
+			      "the config's DiffID %u is %s (layers out of "
+			      "order, or not this image's)", l, t->names[l],
+			      hex, l, desc->diff_id);
+		goto out;
+	}
+	if (desc) {
+		if (hash_file(fd, cbuf, INDEX_CHUNK_MAX, sha) < 0) {
+			imgtool_error("cannot read '%s': %s", t->paths[l],
+				      strerror(errno));
+			goto out;
+		}
+		if (!digest_is(sha, desc->digest)) {
+			index_hex(sha, 32, hex);
+			imgtool_error("layer %u %s: the blob's bytes hash to "
+				      "sha256:%s, not to its name", l,
+				      t->names[l], hex);
+			goto out;
 		}
 	}
+	status = 0;
+out:
+	EVP_MD_CTX_free(tar_sha);
 	close(fd);
+	if (status)
+		return status;
 	printf("layer %u %s: %u chunks, %" PRIu64 " bytes: ok\n", l,
 	       t->names[l], n, index_reader_tar_size(rd));
 	return 0;

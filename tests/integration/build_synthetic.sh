@@ -86,6 +86,46 @@ grep -q "holds more than 16777216 bytes" "$WORK/big.err" ||
 "$IMGTOOL" build -q "oci:$WORK/big-oci" "oci:$WORK/big-out" ||
 	fail "the 17 MiB plain layer did not build without -m"
 
+say "index verify: a blob that does not hash to its name, layers out of order"
+cp -a "$WORK/out" "$WORK/flipped"
+python3 - "$WORK/flipped" <<'PY'
+import json, sys
+d = sys.argv[1]
+idx = json.load(open(d + "/index.json"))
+m = json.load(open(d + "/blobs/sha256/" + idx["manifests"][0]["digest"][7:]))
+p = d + "/blobs/sha256/" + m["layers"][0]["digest"][7:]
+# A byte of the last seek-table entry (before the 9-byte footer): no
+# reader of ours looks there, so only the blob's digest tells.
+f = open(p, "r+b")
+f.seek(-11, 2)
+c = f.read(1)
+f.seek(-11, 2)
+f.write(bytes([c[0] ^ 1]))
+PY
+if "$IMGTOOL" index verify "oci:$WORK/flipped" >/dev/null 2>"$WORK/verify.err"; then
+	fail "verify passed a blob that does not hash to its name"
+fi
+grep -q "not to its name" "$WORK/verify.err" ||
+	fail "unclear error: $(cat "$WORK/verify.err")"
+cp -a "$WORK/out" "$WORK/swapped"
+python3 - "$WORK/swapped" <<'PY'
+import hashlib, json, sys
+d = sys.argv[1]
+idx = json.load(open(d + "/index.json"))
+m = json.load(open(d + "/blobs/sha256/" + idx["manifests"][0]["digest"][7:]))
+m["layers"].reverse()
+data = json.dumps(m).encode()
+dg = hashlib.sha256(data).hexdigest()
+open(d + "/blobs/sha256/" + dg, "wb").write(data)
+idx["manifests"][0].update(digest="sha256:" + dg, size=len(data))
+json.dump(idx, open(d + "/index.json", "w"))
+PY
+if "$IMGTOOL" index verify "oci:$WORK/swapped" >/dev/null 2>"$WORK/verify.err"; then
+	fail "verify passed layers out of order"
+fi
+grep -q "layers out of order" "$WORK/verify.err" ||
+	fail "unclear error: $(cat "$WORK/verify.err")"
+
 say "a layer whose DiffID does not match the config is refused"
 python3 - "$WORK/oci" <<'PY'
 import json, sys, hashlib, os
