@@ -1209,8 +1209,7 @@ static int tail_locator(struct fs_remote *rm,
 	if (r < 0)
 		index_seterr(err, err_size, r,
 		       "layer %s is not a seekable layer with an index (%s)",
-		       layer->digest,
-		       r == -EBADMSG ? "no valid trailer" : strerror(-r));
+		       layer->digest, index_blob_tail_error(r));
 out:
 	free(tail);
 	return r;

@@ -11,6 +11,7 @@
 
 #define LOCATOR_MAGIC "IMGFSLOC"
 #define LOCATOR_VERSION 1
+#define LOCATOR_VERSION_TEXT "1" /* for messages; change both */
 
 void index_locator_encode(const struct index_locator *locator,
 			  uint8_t out[INDEX_LOCATOR_FRAME_SIZE])
@@ -43,6 +44,19 @@ int index_locator_decode(const uint8_t *frame, size_t size,
 	ret_locator->size = get_le64(p + 24);
 	memcpy(ret_locator->sha256, p + 32, 32);
 	return 0;
+}
+
+const char *index_blob_tail_error(int r)
+{
+	switch (r) {
+	case -EBADMSG:
+		return "no valid trailer";
+	case -EPROTONOSUPPORT:
+		return "its locator has a format version this build does not "
+		       "read (it reads version " LOCATOR_VERSION_TEXT ")";
+	default:
+		return strerror(-r);
+	}
 }
 
 uint64_t index_seektable_frame_size(uint32_t n_frames)

@@ -164,6 +164,12 @@ static int parse_ref(const char *ref, char **ret_dir, char **ret_tag)
 
 	if (strncmp(s, "oci:", 4) == 0)
 		s += 4;
+	/* "ftp://x" is no directory: a scheme this reader does not have. */
+	else if (strstr(s, "://") > s &&
+		 strspn(s, "abcdefghijklmnopqrstuvwxyz"
+			   "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+-.") ==
+			 (size_t)(strstr(s, "://") - s))
+		return -EPROTONOSUPPORT;
 	colon = strrchr(s, ':');
 	/* A colon followed by a slash is part of the path, not a tag. */
 	if (colon && strchr(colon, '/'))
@@ -575,6 +581,11 @@ int index_image_open(const char *ref, struct index_image **ret_image,
 	if (!img)
 		return -ENOMEM;
 	r = parse_ref(ref, &img->dir, &img->tag);
+	if (r == -EPROTONOSUPPORT) {
+		index_seterr(err, err_size, r, "'%s' is a URL of a scheme "
+			     "this tool does not read, not a layout", ref);
+		goto err_free;
+	}
 	if (r < 0) {
 		index_seterr(err, err_size, r, "bad image reference '%s'", ref);
 		goto err_free;
@@ -680,7 +691,7 @@ static int read_locator(int fd, uint64_t blob_size,
 	if (r < 0)
 		index_seterr(err, err_size, r,
 		       "'%s' is not a seekable layer with an index (%s)", path,
-		       r == -EBADMSG ? "no valid trailer" : strerror(-r));
+		       index_blob_tail_error(r));
 	return r;
 }
 

@@ -222,6 +222,10 @@ int index_blob_tail_parse(const uint8_t *tail, size_t tail_size,
 			  uint64_t blob_size, struct index_locator *ret_locator,
 			  uint64_t *ret_need);
 
+/* Says why index_blob_tail_parse() (or reading the tail) failed with
+ * @r, for a message: a static string. */
+const char *index_blob_tail_error(int r);
+
 /* Formats a message into @err (@err_size bytes; NULL/0 for none) and
  * returns @code: the library's way of saying what failed where. */
 int index_seterr(char *err, size_t err_size, int code, const char *fmt, ...)

@@ -76,6 +76,7 @@ kill -9 "$DAEMON_PID"
 wait "$DAEMON_PID" 2>/dev/null || true
 refused "a FUSE mount whose daemon is gone" "$WORK/mnt"
 umount -l "$WORK/mnt"
+mount_refused "a URL of a scheme this tool does not read" "ftp://host/img"
 
 say "allow_other: another user reads through the mount"
 chmod 755 "$WORK"
