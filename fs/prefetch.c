@@ -162,6 +162,28 @@ static int plan_fill(struct fs_ctx *ctx, struct fs_prefetch *pf)
 	return r;
 }
 
+/* Whether the whole image fits the cache cap: a fill of an image that
+ * does not would only fetch chunks to evict them again. */
+static bool fill_fits(const struct fs_ctx *ctx)
+{
+	uint64_t total = 0;
+
+	if (!ctx->evict.max)
+		return true;
+	for (uint32_t l = 0; l < ctx->n_layers; l++)
+		total += index_reader_tar_size(ctx->layers[l].reader);
+	if (total <= ctx->evict.max)
+		return true;
+	if (ctx->opts->fill == FS_ON)
+		fs_log(LOG_WARNING, "no fill: the image's %" PRIu64 " bytes "
+		       "do not fit cache_max (%" PRIu64 " bytes)", total,
+		       ctx->evict.max);
+	else
+		fs_debug("no fill: %" PRIu64 " bytes over cache_max %" PRIu64,
+			 total, ctx->evict.max);
+	return false;
+}
+
 /* Holds the fill to its rate: sleeps until @bytes more are allowed. */
 static void prefetch_pace(struct fs_ctx *ctx, uint64_t bytes)
 {
@@ -477,7 +499,7 @@ int fs_prefetch_start(struct fs_ctx *ctx)
 	if (o->prefetch != FS_OFF)
 		r = plan_profile(ctx, pf);
 	if (r >= 0 && (o->fill == FS_ON || (o->fill == FS_DEFAULT &&
-					    ctx->remote)))
+					    ctx->remote)) && fill_fits(ctx))
 		r = plan_fill(ctx, pf);
 	/* Read-ahead pays where a fetch costs a round trip. */
 	if (r >= 0 && ctx->remote && o->readahead != FS_OFF)

@@ -93,4 +93,12 @@ done
 say "capped cache: $size bytes on disk, $evicted bytes evicted"
 [ "$size" -le "$CAP" ] || fail "cache holds $size bytes, over the $CAP cap"
 unmount_fg "$WORK/mnt"
+
+say "fill=on under a cap smaller than the image: no fill, with a warning"
+mount_fg "$SRC" "$WORK/mnt" -o "fill=on,cache=$WORK/capped,cache_max=3M"
+[ "$(stat_of "$WORK/mnt" prefetch_fill_chunks)" = 0 ] ||
+	fail "a fill was planned that cannot fit the cap"
+grep -q "no fill: the image's .* bytes do not fit cache_max" "$WORK/daemon.log" ||
+	fail "no warning about the skipped fill"
+unmount_fg "$WORK/mnt"
 say "ok"
