@@ -89,4 +89,9 @@ int builder_profile_attach(const char *ref,
 			   uint32_t n, char ret_digest[72], char *err,
 			   size_t err_size);
 
+/* Removes @dir and everything below it, not crossing into mounts and
+ * not following symlinks; stops at the first entry it cannot remove.
+ * 0 or -errno. */
+int builder_remove_tree(const char *dir);
+
 #endif

@@ -654,12 +654,15 @@ static int rm_entry(const char *path, const struct stat *st, int type,
 		    struct FTW *ftw)
 {
 	(void)st;
+	(void)type;
 	(void)ftw;
-	if (type == FTW_DP)
-		rmdir(path);
-	else
-		unlink(path);
-	return 0;
+	return remove(path) < 0 && errno != ENOENT ? -1 : 0;
+}
+
+int builder_remove_tree(const char *dir)
+{
+	return nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS | FTW_MOUNT) < 0 ?
+		       -errno : 0;
 }
 
 int builder_build_image(const char *src, const char *dst,
@@ -712,7 +715,7 @@ out:
 	json_object_put(layers);
 	source_free(&s);
 	if (r < 0 && made_dir)
-		nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS | FTW_MOUNT);
+		builder_remove_tree(dir);
 	free(dir);
 	free(tag);
 	return r;

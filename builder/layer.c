@@ -589,15 +589,16 @@ static int scratch_tar_open(const char *dir)
 static int check_diff_id(const uint8_t got[32], const char *want,
 			 const char *src, char *err, size_t err_size)
 {
-	uint8_t raw[32];
 	char hex[65];
+	int r;
 
 	if (!want)
 		return 0;
-	if (index_digest_parse(want, raw) < 0)
+	r = index_digest_equal(want, got);
+	if (r == -EINVAL)
 		return builder_err(err, err_size, -EINVAL,
 				   "config has a malformed DiffID '%s'", want);
-	if (memcmp(raw, got, 32) == 0)
+	if (r == 0)
 		return 0;
 	index_hex(got, 32, hex);
 	return builder_err(err, err_size, -EBADMSG,

@@ -11,8 +11,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 #include <sys/statvfs.h>
 #include <sys/sysmacros.h>
@@ -105,16 +105,19 @@ static int ops_entry(struct fs_ctx *ctx, fuse_ino_t ino,
 	return ops_stat(ctx, ino, &e->attr);
 }
 
-/* The largest pipe this process may make: any size with
+static pthread_once_t ops_pipe_once = PTHREAD_ONCE_INIT;
+static size_t ops_pipe_bytes; /* set once by ops_pipe_probe() */
+
+/* Finds the largest pipe this process may make: any size with
  * CAP_SYS_RESOURCE, else fs.pipe-max-size (see read_splice_fits). */
-static size_t ops_pipe_max(void)
+static void ops_pipe_probe(void)
 {
 	const int big = 16 << 20;
 	int p[2], n = 0;
 	FILE *f;
 
 	if (pipe2(p, O_CLOEXEC) < 0)
-		return 0;
+		return;
 	if (fcntl(p[0], F_SETPIPE_SZ, big) == big) {
 		n = big;
 	} else {
@@ -126,26 +129,28 @@ static size_t ops_pipe_max(void)
 	}
 	close(p[0]);
 	close(p[1]);
-	return n > 0 ? (size_t)n : 0;
+	ops_pipe_bytes = n > 0 ? (size_t)n : 0;
+}
+
+/* The probe runs once per process: the mount options and every INIT
+ * use its answer. */
+static size_t ops_pipe_max(void)
+{
+	pthread_once(&ops_pipe_once, ops_pipe_probe);
+	return ops_pipe_bytes;
 }
 
 unsigned int fs_read_max(void)
 {
-	static _Atomic unsigned int cached;
 	const size_t room = (FS_SPLICE_PIECES + 2) * (size_t)FS_BLOCK_SIZE;
-	unsigned int max = atomic_load(&cached);
-	size_t pipe_max;
+	size_t pipe_max = ops_pipe_max();
 
-	if (max)
-		return max;
-	pipe_max = ops_pipe_max();
-	max = FS_READ_MAX;
 	/* Without a big enough pipe every full-size read would be copied
 	 * through a buffer per thread: smaller reads splice instead. */
 	if (pipe_max > room && pipe_max < FS_READ_MAX + room)
-		max = (unsigned int)((pipe_max - room) & ~(size_t)(FS_BLOCK_SIZE - 1));
-	atomic_store(&cached, max);
-	return max;
+		return (unsigned int)((pipe_max - room) &
+				      ~(size_t)(FS_BLOCK_SIZE - 1));
+	return FS_READ_MAX;
 }
 
 static void ops_init(void *userdata, struct fuse_conn_info *conn)

@@ -170,3 +170,12 @@ int index_digest_parse(const char *digest, uint8_t out[32])
 	}
 	return 0;
 }
+
+int index_digest_equal(const char *digest, const uint8_t sha256[32])
+{
+	uint8_t want[32];
+
+	if (index_digest_parse(digest, want) < 0)
+		return -EINVAL;
+	return memcmp(want, sha256, 32) == 0 ? 0 : -EBADMSG;
+}

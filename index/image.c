@@ -149,12 +149,10 @@ static char *blob_path(const char *dir, const char *digest)
 
 int index_digest_check(const char *digest, const void *data, size_t size)
 {
-	uint8_t want[32], got[32];
+	uint8_t got[32];
 
-	if (index_digest_parse(digest, want) < 0)
-		return -EINVAL;
 	SHA256(data, size, got);
-	return memcmp(want, got, 32) == 0 ? 0 : -EBADMSG;
+	return index_digest_equal(digest, got);
 }
 
 /* Splits "oci:DIR[:TAG]" or "DIR" into a directory and an optional tag. */

@@ -235,5 +235,8 @@ int index_seterr(char *err, size_t err_size, int code, const char *fmt, ...)
 void index_hex(const uint8_t *hash, size_t len, char *out);
 /* Parses "sha256:<64 hex>" into @out; -EINVAL if malformed. */
 int index_digest_parse(const char *digest, uint8_t out[32]);
+/* 0 when @digest names @sha256, -EBADMSG when another, -EINVAL when it
+ * is malformed. */
+int index_digest_equal(const char *digest, const uint8_t sha256[32]);
 
 #endif

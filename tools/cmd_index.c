@@ -5,7 +5,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
-#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -270,14 +269,6 @@ static int hash_file(int fd, uint8_t *buf, size_t size, uint8_t out[32])
 	return n < 0 ? -errno : 0;
 }
 
-/* Compares @got with the digest string @want ("sha256:..."). */
-static bool digest_is(const uint8_t got[32], const char *want)
-{
-	uint8_t raw[32];
-
-	return index_digest_parse(want, raw) == 0 && memcmp(raw, got, 32) == 0;
-}
-
 static int verify_layer(const struct target *t, uint32_t l, uint8_t *cbuf,
 			uint8_t *dbuf, ZSTD_DCtx *dctx)
 {
@@ -318,7 +309,7 @@ static int verify_layer(const struct target *t, uint32_t l, uint8_t *cbuf,
 		EVP_DigestUpdate(tar_sha, dbuf, c.tar_len);
 	}
 	EVP_DigestFinal_ex(tar_sha, sha, NULL);
-	if (desc && desc->diff_id && !digest_is(sha, desc->diff_id)) {
+	if (desc && desc->diff_id && index_digest_equal(desc->diff_id, sha)) {
 		index_hex(sha, 32, hex);
 		imgtool_error("layer %u %s: the chunks make a tar of sha256:%s, "
 			      "the config's DiffID %u is %s (layers out of "
@@ -332,7 +323,7 @@ static int verify_layer(const struct target *t, uint32_t l, uint8_t *cbuf,
 				      strerror(errno));
 			goto out;
 		}
-		if (!digest_is(sha, desc->digest)) {
+		if (index_digest_equal(desc->digest, sha)) {
 			index_hex(sha, 32, hex);
 			imgtool_error("layer %u %s: the blob's bytes hash to "
 				      "sha256:%s, not to its name", l,

@@ -13,7 +13,6 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <sched.h>
@@ -39,12 +38,6 @@ struct record_dirs {
 	char mnt[96], upper[96], work[96], merged[96], cache[96];
 	char profile[96];
 };
-
-static int rm_entry(const char *path, const struct stat *st, int flag,
-		    struct FTW *ftw)
-{
-	return remove(path) < 0 && errno != ENOENT ? -1 : 0;
-}
 
 static int record_dirs_make(struct record_dirs *d)
 {
@@ -332,6 +325,6 @@ int imgtool_record(int argc, char **argv)
 		ret = record_attach(src, &d);
 	}
 out:
-	nftw(d.root, rm_entry, 16, FTW_DEPTH | FTW_PHYS | FTW_MOUNT);
+	builder_remove_tree(d.root);
 	return ret;
 }
