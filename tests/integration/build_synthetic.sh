@@ -64,12 +64,8 @@ say "a layer that decompresses past -m is refused, others build"
 # 64 MiB of zeros: about 2 KiB of zstd.
 head -c $((64 << 20)) /dev/zero | zstd -q -19 >"$WORK/bomb.tar.zst"
 python3 "$TESTS/mkoci.py" "$WORK/bomb-oci" "$WORK/bomb.tar.zst" >/dev/null
-if "$IMGTOOL" build -q -m 16 "oci:$WORK/bomb-oci" "oci:$WORK/bomb" \
-	2>"$WORK/bomb.err"; then
-	fail "built a layer that decompresses to 64 MiB under -m 16"
-fi
-grep -q "decompresses to more than 16777216 bytes" "$WORK/bomb.err" ||
-	fail "unclear error: $(cat "$WORK/bomb.err")"
+command_refused "decompresses to more than 16777216 bytes" \
+	"$IMGTOOL" build -q -m 16 "oci:$WORK/bomb-oci" "oci:$WORK/bomb"
 [ ! -e "$WORK/bomb" ] || fail "the failed build left $WORK/bomb behind"
 
 say "a plain tar over -m is refused without being read"
@@ -77,12 +73,8 @@ mkdir -p "$WORK/big"
 head -c $((17 << 20)) /dev/zero >"$WORK/big/zeros"
 tar -C "$WORK/big" -cf "$WORK/big.tar" zeros
 python3 "$TESTS/mkoci.py" "$WORK/big-oci" "$WORK/big.tar" >/dev/null
-if "$IMGTOOL" build -q -m 16 "oci:$WORK/big-oci" "oci:$WORK/big-out" \
-	2>"$WORK/big.err"; then
-	fail "built a 17 MiB plain layer under -m 16"
-fi
-grep -q "holds more than 16777216 bytes" "$WORK/big.err" ||
-	fail "unclear error: $(cat "$WORK/big.err")"
+command_refused "holds more than 16777216 bytes" \
+	"$IMGTOOL" build -q -m 16 "oci:$WORK/big-oci" "oci:$WORK/big-out"
 "$IMGTOOL" build -q "oci:$WORK/big-oci" "oci:$WORK/big-out" ||
 	fail "the 17 MiB plain layer did not build without -m"
 
@@ -102,11 +94,7 @@ c = f.read(1)
 f.seek(-11, 2)
 f.write(bytes([c[0] ^ 1]))
 PY
-if "$IMGTOOL" index verify "oci:$WORK/flipped" >/dev/null 2>"$WORK/verify.err"; then
-	fail "verify passed a blob that does not hash to its name"
-fi
-grep -q "not to its name" "$WORK/verify.err" ||
-	fail "unclear error: $(cat "$WORK/verify.err")"
+command_refused "not to its name" "$IMGTOOL" index verify "oci:$WORK/flipped"
 cp -a "$WORK/out" "$WORK/swapped"
 python3 - "$WORK/swapped" <<'PY'
 import hashlib, json, sys
@@ -120,11 +108,7 @@ open(d + "/blobs/sha256/" + dg, "wb").write(data)
 idx["manifests"][0].update(digest="sha256:" + dg, size=len(data))
 json.dump(idx, open(d + "/index.json", "w"))
 PY
-if "$IMGTOOL" index verify "oci:$WORK/swapped" >/dev/null 2>"$WORK/verify.err"; then
-	fail "verify passed layers out of order"
-fi
-grep -q "layers out of order" "$WORK/verify.err" ||
-	fail "unclear error: $(cat "$WORK/verify.err")"
+command_refused "layers out of order" "$IMGTOOL" index verify "oci:$WORK/swapped"
 
 say "a layer whose DiffID does not match the config is refused"
 python3 - "$WORK/oci" <<'PY'
@@ -147,8 +131,5 @@ idx["manifests"][0]["digest"] = "sha256:" + dg
 idx["manifests"][0]["size"] = len(data)
 json.dump(idx, open(d + "/index.json", "w"))
 PY
-if "$IMGTOOL" build -q "oci:$WORK/oci" "oci:$WORK/bad" 2>"$WORK/err"; then
-	fail "build accepted a wrong DiffID"
-fi
-grep -q "config says" "$WORK/err" || fail "unclear error: $(cat "$WORK/err")"
+command_refused "config says" "$IMGTOOL" build -q "oci:$WORK/oci" "oci:$WORK/bad"
 say "ok"

@@ -40,10 +40,7 @@ cp "$blob" "$WORK/good-blob"
 printf '\xff\xfe\xfd\xfc' | dd of="$blob" bs=1 seek="$chunk_off" conv=notrunc status=none
 
 say "index verify names the bad chunk"
-if "$IMGTOOL" index verify "oci:$WORK/out" 2>"$WORK/verify.err"; then
-	fail "verify passed a corrupt blob"
-fi
-grep -q "chunk $off " "$WORK/verify.err" || fail "verify: $(cat "$WORK/verify.err")"
+command_refused "chunk $off " "$IMGTOOL" index verify "oci:$WORK/out"
 
 say "the corrupt chunk reads as EIO, the rest reads fine"
 mount_fg "oci:$WORK/out" "$WORK/mnt" -o "cache=$WORK/cache"
@@ -87,10 +84,7 @@ frame += tail
 data[pos:pos + blen] = frame
 open(blob, "wb").write(data)
 PY
-if "$IMGTOOL" index verify "oci:$WORK/out" 2>"$WORK/verify.err"; then
-	fail "verify passed a bomb frame"
-fi
-grep -q "chunk $off " "$WORK/verify.err" || fail "verify: $(cat "$WORK/verify.err")"
+command_refused "chunk $off " "$IMGTOOL" index verify "oci:$WORK/out"
 mount_fg "oci:$WORK/out" "$WORK/mnt" -o "cache=$WORK/cache-bomb"
 if cat "$WORK/mnt/usr/lib/libbig.so" >/dev/null 2>"$WORK/cat.err"; then
 	fail "bomb chunk was served"

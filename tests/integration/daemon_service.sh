@@ -42,11 +42,7 @@ PIDS+=("$pid")
 [ "$(readlink "/proc/$pid/exe")" = "$(readlink -f "$IMGTOOL")" ] ||
 	fail "pid file names $pid, not the daemon"
 grep -qx localhost "$WORK/mnt/etc/hostname" || fail "read through the daemon"
-kill -TERM "$pid"
-for i in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-! kill -0 "$pid" 2>/dev/null || fail "daemon still runs after SIGTERM"
-! mountpoint -q "$WORK/mnt" || fail "still mounted after SIGTERM"
-[ ! -e "$WORK/run/pid" ] || fail "pid file left behind"
+sigterm_ends "$pid" "$WORK/mnt" "$WORK/run/pid" daemon
 
 say "refused mountpoints"
 # refused PATTERN MOUNTPOINT: mounting there fails with a matching error.

@@ -115,6 +115,29 @@ mount_refused() {
 	say "refused: $(head -1 "$WORK/refused.err")"
 }
 
+# command_refused PATTERN COMMAND [ARGS...]: COMMAND must fail, with an
+# error matching the grep PATTERN.
+command_refused() {
+	local pat=$1
+	shift
+	if "$@" >/dev/null 2>"$WORK/refused.err"; then
+		fail "'$*' succeeded, but should have been refused"
+	fi
+	grep -q "$pat" "$WORK/refused.err" ||
+		fail "unclear error from '$*': $(cat "$WORK/refused.err")"
+}
+
+# sigterm_ends PID MOUNTPOINT PIDFILE WHAT: SIGTERM ends PID (the WHAT)
+# within 10 s, which leaves nothing mounted and removes the pid file.
+sigterm_ends() {
+	local pid=$1 i
+	kill -TERM "$pid"
+	for i in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+	! kill -0 "$pid" 2>/dev/null || fail "$4 still runs after SIGTERM"
+	! mountpoint -q "$2" || fail "still mounted after SIGTERM"
+	[ ! -e "$3" ] || fail "pid file left behind"
+}
+
 # build_test_images NAME...: the real images, built from Debian's packages
 # by tools/mkimage.sh into $DATA/oci (cached there between runs).  Skips
 # when the Debian mirror cannot be reached.

@@ -200,9 +200,5 @@ done
 [ -n "$d2" ] && [ "$d2" != "$d" ] || fail "detached supervisor did not restart the daemon"
 PIDS+=("$d2")
 [ "$(stat_of "$WORK/mnt3" inodes)" -gt 0 ] || fail "no answer after the restart"
-kill -TERM "$sup"
-for i in $(seq 1 100); do kill -0 "$sup" 2>/dev/null || break; sleep 0.1; done
-! kill -0 "$sup" 2>/dev/null || fail "supervisor still runs after SIGTERM"
-! mountpoint -q "$WORK/mnt3" || fail "still mounted after SIGTERM"
-[ ! -e "$WORK/unit.pid" ] || fail "pid file left behind"
+sigterm_ends "$sup" "$WORK/mnt3" "$WORK/unit.pid" supervisor
 say "ok"
