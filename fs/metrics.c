@@ -331,15 +331,11 @@ static void *metrics_thread(void *arg)
 	struct fs_metrics *m = arg;
 	static struct fs_ratelimit rl = FS_RATELIMIT_INIT;
 	struct timespec until;
-	bool stop = false;
+	bool stop;
 	int r;
 
-	while (!stop) {
-		r = metrics_write(m);
-		if (r < 0)
-			fs_log_limited(&rl, LOG_ERR, "cannot write metrics "
-				       "file %s: %s", m->path, fs_strerror(-r));
-
+	/* fs_metrics_start() wrote the first numbers. */
+	for (;;) {
 		clock_gettime(CLOCK_MONOTONIC, &until);
 		until.tv_sec += m->interval_s;
 		pthread_mutex_lock(&m->lock);
@@ -349,6 +345,12 @@ static void *metrics_thread(void *arg)
 			;
 		stop = m->stop;
 		pthread_mutex_unlock(&m->lock);
+		if (stop)
+			break;
+		r = metrics_write(m);
+		if (r < 0)
+			fs_log_limited(&rl, LOG_ERR, "cannot write metrics "
+				       "file %s: %s", m->path, fs_strerror(-r));
 	}
 	/* The last numbers, as the daemon stops. */
 	metrics_write(m);
